@@ -1,0 +1,442 @@
+"""Read a study file (TOML) into a validated, frozen spec.
+
+    study = load_study_file("studies/quickstart.toml")
+    study.spec.space.lr        # FloatRange(low=0.0001, high=0.3, log=True, step=None)
+
+Every rule a user can break is checked here, before anything touches a database, and every
+error names the file, the key path, the rule and the value:
+
+    studies/x.toml: space.lr: low must be < high, got low=0.1 high=0.001
+
+In the search space a table `{low, high, log, step}` is a range, an array is a categorical
+choice and a bare value is fixed. No optuna and no torch here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .catalog import OPTIMIZERS, SCHEDULES, keys_used_by
+from .errors import SpecError
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid")
+PRUNERS = ("none", "median", "successive-halving", "hyperband")
+MODELS = ("linreg", "softmax", "mlp", "cnn")
+DATASETS = (
+    "digits",
+    "linear",
+    "mnist",
+    "fashion-mnist",
+    "cifar10",
+    "synthetic-mnist",
+    "synthetic-cifar10",
+)
+REGRESSION_DATASETS = ("linear",)
+# metric -> the direction it is optimized in
+METRICS = {"accuracy": "maximize", "mse": "minimize", "loss": "minimize"}
+FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class _Section(BaseModel):
+    # strict: TOML already types its values, so "0.1" (a string) for lr is a mistake to
+    # report, not a value to coerce.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _Range(_Section):
+    @model_validator(mode="after")
+    def _check(self) -> "_Range":
+        low, high = self.low, self.high  # type: ignore[attr-defined]
+        if not low < high:
+            raise ValueError(f"low must be < high, got low={low:g} high={high:g}")
+        if self.log and low <= 0:  # type: ignore[attr-defined]
+            raise ValueError(f"a log range needs low > 0, got low={low:g}")
+        step = self.step  # type: ignore[attr-defined]
+        if step is not None:
+            if step <= 0:
+                raise ValueError(f"step must be > 0, got step={step:g}")
+            if self.log:  # type: ignore[attr-defined]
+                raise ValueError(f"log and step cannot be combined, got log=true step={step:g}")
+        return self
+
+
+class FloatRange(_Range):
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+
+class IntRange(_Range):
+    low: int
+    high: int
+    log: bool = False
+    step: int | None = None
+
+
+def _shape(value: Any) -> str:
+    # Called on the TOML value when validating and on the model's value when dumping.
+    if isinstance(value, (dict, _Range)):
+        return "range"
+    if isinstance(value, list):
+        return "choice"
+    return "fixed"
+
+
+def _values(value: Any) -> list[Any]:
+    if isinstance(value, _Range):
+        return [value.low, value.high]
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+def _bounded(rule: str, ok: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("a choice needs at least one value, got []")
+            if len({repr(v) for v in value}) != len(value):
+                raise ValueError(f"choices must be distinct, got {value}")
+        for v in _values(value):
+            if not ok(v):
+                raise ValueError(f"must be {rule}, got {_fmt(v)}")
+        return value
+
+    return check
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, str):
+        return repr(v)
+    return str(v)
+
+
+def _param(scalar: Any, range_model: type | None, rule: str, ok: Callable[[Any], bool]) -> Any:
+    members: list[Any] = [
+        Annotated[list[scalar], Tag("choice")],
+        Annotated[scalar, Tag("fixed")],
+    ]
+    if range_model is not None:
+        members.insert(0, Annotated[range_model, Tag("range")])
+    return Annotated[
+        Union[tuple(members)], Discriminator(_shape), AfterValidator(_bounded(rule, ok))
+    ]
+
+
+def _always(_: Any) -> bool:
+    return True
+
+
+Positive = _param(float, FloatRange, "> 0", lambda v: v > 0)
+NonNegative = _param(float, FloatRange, ">= 0", lambda v: v >= 0)
+UnitInterval = _param(float, FloatRange, "in [0, 1)", lambda v: 0 <= v < 1)
+OpenUnitInterval = _param(float, FloatRange, "in (0, 1)", lambda v: 0 < v < 1)
+Decay = _param(float, FloatRange, "in (0, 1]", lambda v: 0 < v <= 1)
+PositiveInt = _param(int, IntRange, ">= 1", lambda v: v >= 1)
+NonNegativeInt = _param(int, IntRange, ">= 0", lambda v: v >= 0)
+Flag = _param(bool, None, "true or false", _always)
+OptimizerName = Literal[OPTIMIZERS]  # type: ignore[valid-type]
+ScheduleName = Literal[SCHEDULES]  # type: ignore[valid-type]
+OptimizerChoice = _param(OptimizerName, None, "an optimizer", _always)
+ScheduleChoice = _param(ScheduleName, None, "a schedule", _always)
+
+
+def _batch_value(value: int | str) -> int | str:
+    if isinstance(value, str) and value != "full":
+        raise ValueError(f'must be an integer >= 1 or "full", got {value!r}')
+    return value
+
+
+BatchSizeValue = Annotated[Union[int, str], AfterValidator(_batch_value)]
+BatchSize = _param(
+    BatchSizeValue, IntRange, '>= 1 or "full"', lambda v: v == "full" or v >= 1
+)
+
+
+class StudySection(_Section):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[\w.\-]+$")]
+    metric: Literal["accuracy", "mse", "loss"] | None = None
+    direction: Literal["maximize", "minimize"] | None = None
+
+
+class ModelSection(_Section):
+    name: str
+    hidden: Annotated[int, Field(ge=1)] = 64  # MLP width
+    options: dict[str, Any] = {}  # keyword arguments for a `module:factory` model
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return _check_name(name, MODELS, "model")
+
+
+class DataSection(_Section):
+    name: str = "digits"
+    dir: str | None = None  # where mnist / fashion-mnist / cifar10 files are
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    limit: Annotated[int, Field(ge=10)] | None = None  # use at most this many examples
+    options: dict[str, Any] = {}  # keyword arguments for a `module:factory` dataset
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return _check_name(name, DATASETS, "dataset")
+
+
+class TrainSection(_Section):
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: BatchSizeValue | None = None  # default 128, or searched in [space]
+    seed: int = 0  # data order; each trial's init seed derives from it and the trial number
+
+
+class SearchSection(_Section):
+    n_trials: Annotated[int, Field(ge=1)] = 20  # the study's total, across launches
+    timeout: Annotated[float, Field(gt=0)] | None = None  # seconds, per launch
+    sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    sampler_options: dict[str, Any] = {}  # keyword arguments of the Optuna sampler
+    pruner: Literal[PRUNERS] = "none"  # type: ignore[valid-type]
+    pruner_options: dict[str, Any] = {}  # keyword arguments of the Optuna pruner
+    seed: int | None = None  # sampler seed
+    heartbeat_interval: Annotated[int, Field(ge=1)] = 10  # seconds
+    grace_period: Annotated[int, Field(ge=2)] | None = None  # seconds; default 6 heartbeats
+    max_retry: Annotated[int, Field(ge=0)] = 3  # re-runs of a trial whose worker died
+
+    @model_validator(mode="after")
+    def _grace(self) -> "SearchSection":
+        if self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"grace_period must be > heartbeat_interval ({self.heartbeat_interval}), "
+                f"got {self.grace_period}"
+            )
+        return self
+
+    @property
+    def grace_seconds(self) -> int:
+        return self.grace_period or 6 * self.heartbeat_interval
+
+
+class Space(_Section):
+    optimizer: OptimizerChoice
+    lr: Positive
+    momentum: OpenUnitInterval | None = None  # > 0: Nesterov needs some momentum
+    nesterov: Flag | None = None
+    beta1: UnitInterval | None = None
+    beta2: UnitInterval | None = None
+    eps: Positive | None = None
+    alpha: UnitInterval | None = None
+    weight_decay: NonNegative | None = None
+    batch_size: BatchSize | None = None
+    schedule: ScheduleChoice = "constant"
+    step_size: PositiveInt | None = None
+    gamma: Decay | None = None
+    eta_min: NonNegative | None = None
+    warmup_epochs: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _used(self) -> "Space":
+        chosen = set(_values(self.optimizer)) | set(_values(self.schedule))
+        for key in sorted(self.model_fields_set):
+            users = keys_used_by(key)
+            if users and getattr(self, key) is not None and not chosen & set(users):
+                raise ValueError(
+                    f"space.{key}: applies only to {', '.join(users)}, none of which is in "
+                    f"space.optimizer or space.schedule; remove the key or add one of them"
+                )
+        return self
+
+
+class StudySpec(_Section):
+    study: StudySection
+    model: ModelSection
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    search: SearchSection = Field(default_factory=SearchSection)
+    space: Space
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StudySpec":
+        regression = self.data.name in REGRESSION_DATASETS
+        metric = self.study.metric
+        if metric == "accuracy" and regression:
+            raise ValueError(
+                f"study.metric: accuracy needs class labels, but data '{self.data.name}' is "
+                f"a regression problem, got metric='accuracy'; use 'mse' or 'loss'"
+            )
+        if metric == "mse" and not regression and self.data.name in DATASETS:
+            raise ValueError(
+                f"study.metric: mse needs a regression problem, but data '{self.data.name}' "
+                f"has class labels, got metric='mse'; use 'accuracy' or 'loss'"
+            )
+        direction = self.study.direction
+        if direction is not None and direction != METRICS[self.metric]:
+            raise ValueError(
+                f"study.direction: {self.metric} is {METRICS[self.metric]}d, "
+                f"got direction='{direction}'; remove the key or change study.metric"
+            )
+        if self.train.batch_size is not None and self.space.batch_size is not None:
+            raise ValueError(
+                "space.batch_size: set the batch size in [train] or in [space], not both"
+            )
+        warmup = max(_values(self.space.warmup_epochs))
+        if warmup >= self.train.epochs:
+            raise ValueError(
+                f"space.warmup_epochs: must be < train.epochs ({self.train.epochs}), "
+                f"got {warmup}"
+            )
+        if self.search.sampler == "grid":
+            ranged = [k for k in type(self.space).model_fields if isinstance(getattr(self.space, k), _Range)]
+            if ranged:
+                raise ValueError(
+                    f"search.sampler: grid needs every space key to be a list or a fixed "
+                    f"value, got a range for space.{ranged[0]}; list its values instead"
+                )
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The validation metric: accuracy for classification, mse for regression."""
+        if self.study.metric is not None:
+            return self.study.metric
+        return "mse" if self.data.name in REGRESSION_DATASETS else "accuracy"
+
+    @property
+    def direction(self) -> str:
+        return METRICS[self.metric]
+
+    @property
+    def batch_sizes(self) -> Any:
+        """The batch-size entry of the space: searched, or the fixed training batch size."""
+        if self.space.batch_size is not None:
+            return self.space.batch_size
+        return self.train.batch_size if self.train.batch_size is not None else 128
+
+    def with_overrides(self, **search: Any) -> "StudySpec":
+        """A copy with [search] keys replaced (command-line flags), validated again."""
+        search = {k: v for k, v in search.items() if v is not None}
+        if not search:
+            return self
+        data = self.model_dump(exclude_unset=True)
+        data["search"] = {**data.get("search", {}), **search}
+        return _validate(data, "command line")
+
+
+def _check_name(name: str, known: tuple[str, ...], what: str) -> str:
+    if name in known or FACTORY_PATTERN.match(name):
+        return name
+    raise ValueError(
+        f"unknown {what} {name!r}; use one of {', '.join(known)} or 'package.module:factory'"
+    )
+
+
+@dataclass(frozen=True)
+class StudyFile:
+    """A study file as read: where it came from, its exact text, and the validated spec."""
+
+    path: str
+    text: str
+    spec: StudySpec
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return self.spec.study.name
+
+
+def load_study_file(path: str | Path) -> StudyFile:
+    """Read and validate a study file; a SpecError names the file, key, rule and value."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such study file; check the path (studies/*.toml)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read the study file: {e}") from None
+    return parse_study_file(text, str(path), default_name=path.stem)
+
+
+def parse_study_file(text: str, source: str, default_name: str | None = None) -> StudyFile:
+    """Validate a study file's text; `source` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{source}: not valid TOML: {e}") from None
+    if default_name is not None and isinstance(data.get("study", {}), dict):
+        data.setdefault("study", {}).setdefault("name", default_name)
+    return StudyFile(path=source, text=text, spec=_validate(data, source))
+
+
+def _validate(data: dict[str, Any], source: str) -> StudySpec:
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors()
+        first = _describe(errors[0])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SpecError(f"{source}: {first}{more}") from None
+
+
+_TAGS = {"range", "choice", "fixed", "function-after", "literal"}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [p for p in error["loc"] if not (isinstance(p, str) and (p in _TAGS or "[" in p))]
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    kind, msg, value = error["type"], error["msg"], error.get("input")
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+        return f"{path}: {msg}" if path and not msg.startswith(path) else msg
+    if kind == "extra_forbidden":
+        allowed = _keys_at(loc[:-1])
+        return f"{path}: unknown key; valid keys are {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    return f"{path}: {msg[0].lower()}{msg[1:]}, got {_fmt(value) if not isinstance(value, (dict, list)) else value}"
+
+
+def _keys_at(loc: list[Any]) -> list[str]:
+    """The keys allowed in the table at `loc`, for 'unknown key' errors."""
+    model: Any = StudySpec
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return []
+        model = _model_in(fields[part].annotation)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or getattr(annotation, "__metadata__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    origin = getattr(annotation, "__origin__", None)
+    return _model_in(origin) if origin is not None and origin is not annotation else None
