@@ -206,6 +206,9 @@ class Worker:
                     self._stop.wait(POLL_SECONDS)
                     continue
                 runnings = self._begin(study, min(room, self._cohort_size), spec.search.n_trials)
+                if not runnings:  # lost the race for the slot; the queue settles in a moment
+                    self._stop.wait(POLL_SECONDS / 10)
+                    continue
                 for outcome, error in self._run(study, runnings):
                     report.outcomes[outcome] += 1
                     if outcome == "failed":
@@ -277,7 +280,8 @@ class Worker:
             # the sampler then reads fewer running trials.
             trial = study.ask()
             if not claims_a_slot(study, trial.number, n_trials):
-                # Another worker took the last slot at the same moment: give this one back.
+                # The slot went to another worker's trial or to a queued one numbered lower
+                # (a retry committed a moment ago): give this one back to the queue.
                 study._storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
                 break
             running = _Running(trial=trial)
