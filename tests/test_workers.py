@@ -202,10 +202,11 @@ def test_kill_9_one_of_two_workers(backend, request, write_study) -> None:
 
 @pytest.mark.slow
 def test_sigterm_to_the_launcher_stops_cleanly_and_a_second_launch_finishes(write_study, sqlite_url) -> None:
-    spec = write_study(SLOW_STUDY.replace("n_trials = 10", "n_trials = 14"))
+    # Trials of about three seconds, so the stop reaches the workers mid-trial.
+    spec = write_study(SLOW_STUDY.replace("n_trials = 10", "n_trials = 14").replace("epochs = 4", "epochs = 12"))
     launcher = start("launch", str(spec), "--storage", sqlite_url, "--workers", "2", "--engine", "train")
     try:
-        wait_for(lambda: finished_count(sqlite_url) >= 2 and running_runs(sqlite_url), 120, "trials in flight")
+        wait_for(lambda: finished_count(sqlite_url) >= 2 and early_runs(sqlite_url), 120, "a trial early in flight")
         stopped_at = time.time()
         launcher.send_signal(signal.SIGTERM)
         output, _ = launcher.communicate(timeout=60)
