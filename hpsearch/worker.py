@@ -294,6 +294,8 @@ class Worker:
             running.seed = int(given) if given is not None else trial_seed(spec.train.seed, root)
             running.config = suggest_config(trial, spec, running.seed)
             runnings.append(running)
+        if not runnings:  # nothing to record (an empty write would still lock SQLite)
+            return runnings
         shared = {"device": self._device_name, "host": self._host, "engine": self._engine_name}
         reports.set_attrs(
             self._engine,
