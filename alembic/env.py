@@ -9,9 +9,8 @@ later migrations alter tables on SQLite.
 from alembic import context
 from sqlalchemy import create_engine
 
-from hpsearch.tables import include_name, include_object, metadata
-
-VERSION_TABLE = "hpsearch_alembic_version"
+from hpsearch.db.schema import VERSION_TABLE
+from hpsearch.db.tables import include_name, include_object, metadata
 
 
 def run_migrations(connection):

@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
 
         return build_optimizer
     if name == "load_config":
-        from .bundle import load_config
+        from .config.bundle import load_config
 
         return load_config
     raise AttributeError(f"module 'hpsearch' has no attribute {name!r}")

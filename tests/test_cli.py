@@ -203,7 +203,7 @@ def test_the_shipped_file_based_studies_run_on_small_files(study, files, tmp_pat
     import pickle
 
     from tests.conftest import ROOT
-    from tests.test_data import cifar_batches, write_mnist
+    from tests.training.test_data import cifar_batches, write_mnist
 
     data = tmp_path / "datasets"
     if files == "mnist":

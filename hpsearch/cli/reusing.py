@@ -1,0 +1,150 @@
+"""`hpsearch dashboard`, `export`, `report`, `compare` and `bench`: using what a search found."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .group import STORAGE_HELP, cli, table
+
+
+@cli.command()
+@click.option("--storage", help=STORAGE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but localhost is reachable by others.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+def dashboard(storage: str | None, host: str, port: int) -> None:
+    """Serve optuna-dashboard over the storage: studies, trials, notes, learning curves."""
+    from ..db.urls import mask_url, resolve_url
+    from ..views.dashboard import exposed_warning, serve
+
+    url = resolve_url(storage)
+    warning = exposed_warning(host)
+    if warning:
+        click.echo(warning, err=True)
+    click.echo(f"Dashboard for {mask_url(url)} on http://{host}:{port}/dashboard (Ctrl-C to stop)", err=True)
+    serve(url, host, port)
+
+
+@cli.command()
+@click.argument("study")
+@click.option("--storage", help=STORAGE_HELP)
+@click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, help="How many of the best configs.")
+@click.option("--format", "fmt", type=click.Choice(["json", "yaml", "toml"]), help="Default: from -o's extension, else json.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: standard output).")
+def export(study: str, storage: str | None, top: int, fmt: str | None, output: str | None) -> None:
+    """Write a study's best configs as a bundle: load_config() and build_optimizer() read it."""
+    from ..views.export import export_bundle, write_bundle
+
+    bundle = export_bundle(storage, study, top)
+    text = write_bundle(bundle, output, fmt)
+    if output:
+        click.echo(f"Wrote the best {len(bundle['configs'])} config(s) of {study} to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("study")
+@click.option("--storage", help=STORAGE_HELP)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write a self-contained HTML page here.")
+def report(study: str, storage: str | None, output: str | None) -> None:
+    """Summarise a study: a table per optimizer, parameter importances, an HTML page."""
+    from ..views.page import html_page
+    from ..views.summary import load
+
+    found, summary = load(storage, study)
+    click.echo(f"Study {summary.study}: validation {summary.metric}, {summary.direction}d")
+    table(
+        [dict(r.__dict__, best_config=json.dumps(r.best_config, separators=(",", ":")) if r.best_config else "") for r in summary.rows],
+        ["optimizer", "trials", "complete", "best", "median", "best_trial", "best_config"],
+    )
+    if summary.importances:
+        table([{"parameter": k, "importance": v} for k, v in summary.importances.items()], ["parameter", "importance"])
+    else:
+        click.echo(f"Parameter importances: {summary.importance_note}")
+    if summary.comparison:
+        _print_comparison(summary.comparison)
+    if output:
+        from pathlib import Path
+
+        Path(output).write_text(html_page(found, summary), encoding="utf-8")
+        click.echo(f"Wrote {output}")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--budget", type=click.IntRange(min=1), required=True, help="Finished tuning trials per optimizer.")
+@click.option("--seeds", type=click.IntRange(min=2), default=5, show_default=True, help="Fresh seeds each winner is re-trained with.")
+@click.option("--storage", help=STORAGE_HELP)
+@click.option("--device", help="cpu, cuda or cuda:N. Default: cuda when available, else cpu.")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option("--engine", type=click.Choice(["auto", "train", "cohort"]), default="auto", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the report (HTML) of the comparison.")
+def compare(spec: str, output: str | None, **options: Any) -> None:
+    """Compare the optimizers in SPEC fairly: equal budgets, then re-runs on fresh seeds.
+
+    Each optimizer is tuned in its own study with --budget trials; each one's best config is
+    re-trained with --seeds seeds; the ranking reports mean ± std and whether each gap to the
+    best is significant (paired t-test over the seeds, p < 0.05).
+    """
+    from ..run.compare import CompareOptions
+    from ..run.compare import compare as run
+
+    result = run(CompareOptions(study_file=spec, **options))
+    _print_comparison(result)
+    if output:
+        from pathlib import Path
+
+        from ..views.page import html_page
+        from ..views.summary import load
+
+        found, summary = load(options.get("storage"), f"{result['study']}-seeds")
+        Path(output).write_text(html_page(found, summary), encoding="utf-8")
+        click.echo(f"Wrote {output}")
+
+
+def _print_comparison(result: dict[str, Any]) -> None:
+    click.echo(
+        f"Fair comparison of optimizers: {result['budget']} tuning trials each, the best re-trained "
+        f"with {result['seeds']} seeds ({result['metric']}, {result['direction']}d)"
+    )
+    table(
+        [
+            {
+                "rank": r["rank"], "optimizer": r["optimizer"],
+                "mean ± std": "" if r["mean"] is None else f"{r['mean']:.4g} ± {r['std']:.2g}",
+                "seeds": r["runs"], "p (paired t)": r["p_value"], "vs. the best": r["verdict"],
+            }
+            for r in result["ranking"]
+        ],
+        ["rank", "optimizer", "mean ± std", "seeds", "p (paired t)", "vs. the best"],
+    )
+
+
+@cli.command()
+@click.option("--model", "models", type=click.Choice(["mlp", "cnn"]), multiple=True, help="Models to time (repeatable). Default: both.")
+@click.option("--device", help="cpu, cuda or cuda:N. Default: cuda when available, else cpu.")
+@click.option("--trials", type=click.IntRange(min=1), default=4, show_default=True, help="Trials for (a) and (b).")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--cohorts", default="8,32", show_default=True, help="Cohort sizes K for (c), comma-separated.")
+@click.option("--size", type=click.IntRange(min=100), help="Training examples (default: 60k/50k on a GPU, 6k/1.5k on the CPU).")
+@click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per row instead.")
+def bench(models: tuple[str, ...], cohorts: str, as_json: bool, **options: Any) -> None:
+    """Time (a) plain Optuna + DataLoader, (b) --engine train and (c) --engine cohort.
+
+    One process, the same trial configs and synthetic MNIST/CIFAR-shaped data for every
+    mode; prints seconds per trial-epoch and the speed-up over (a).
+    """
+    from ..run.bench import as_json as to_json
+    from ..run.bench import run
+
+    try:
+        sizes = [int(k) for k in cohorts.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected numbers like 8,32,128, got {cohorts!r}", param_hint="--cohorts") from None
+    rows = run(list(models) or ["mlp", "cnn"], cohorts=sizes, report=(lambda _: None) if as_json else click.echo, **options)
+    if as_json:
+        click.echo(to_json(rows))

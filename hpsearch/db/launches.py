@@ -1,0 +1,71 @@
+"""Launches and study files: what was run, from which file, and how it ended.
+
+A launch's row is also how its workers are told to stop from afar (a Dask task, a worker on
+another machine): its outcome becomes `stopping`, and every worker looks while it beats.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..outcomes import LaunchOutcome
+from .tables import launches, now, study_files
+
+
+def record_study_file(conn: Connection, sha256: str, name: str, path: str, text: str) -> None:
+    """Keep a study file's text once per content hash."""
+    exists = conn.execute(sa.select(study_files.c.sha256).where(study_files.c.sha256 == sha256)).first()
+    if exists is None:
+        conn.execute(
+            study_files.insert().values(sha256=sha256, name=name, path=path, text=text, first_seen=now())
+        )
+
+
+def study_file_text(db: Engine, sha256: str) -> tuple[str, str] | None:
+    """(path, text) of a recorded study file."""
+    with db.connect() as conn:
+        row = conn.execute(
+            sa.select(study_files.c.path, study_files.c.text).where(study_files.c.sha256 == sha256)
+        ).first()
+    return None if row is None else (row.path, row.text)
+
+
+def start_launch(db: Engine, **values: Any) -> int:
+    values["devices"] = json.dumps(values.get("devices", []))
+    with db.begin() as conn:
+        result = conn.execute(launches.insert().values(started_at=now(), outcome=LaunchOutcome.RUNNING, **values))
+        return int(result.inserted_primary_key[0])
+
+
+def end_launch(db: Engine, launch_id: int, outcome: LaunchOutcome, devices: list[str] | None = None) -> None:
+    """Close a launch's row: how it ended and, when known, the devices its workers used."""
+    values: dict[str, Any] = {"ended_at": now(), "outcome": outcome}
+    if devices is not None:
+        values.update(devices=json.dumps(devices), n_workers=len(devices))
+    with db.begin() as conn:
+        conn.execute(launches.update().where(launches.c.launch_id == launch_id).values(**values))
+
+
+def request_stop(db: Engine, launch_id: int | None) -> None:
+    """Ask every worker of a launch to stop (they look while they beat)."""
+    if launch_id is None:
+        return
+    with db.begin() as conn:
+        conn.execute(
+            launches.update()
+            .where(launches.c.launch_id == launch_id, launches.c.outcome == LaunchOutcome.RUNNING)
+            .values(outcome=LaunchOutcome.STOPPING)
+        )
+
+
+def stop_requested(db: Engine, launch_id: int | None) -> bool:
+    if launch_id is None:
+        return False
+    with db.connect() as conn:
+        outcome = conn.execute(sa.select(launches.c.outcome).where(launches.c.launch_id == launch_id)).scalar()
+        conn.rollback()
+    return outcome == LaunchOutcome.STOPPING

@@ -1,0 +1,58 @@
+"""Trial runs: one row per attempt at a trial, from start to how it ended.
+
+Written in bulk: a cohort's K runs start in one transaction and end in one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from ..outcomes import TrialOutcome
+from .tables import now, trial_runs
+
+
+def start_trial_runs(db: Engine, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert one run row per trial (one transaction); returns their ids, in order."""
+    ids = []
+    with db.begin() as conn:
+        for values in rows:
+            result = conn.execute(trial_runs.insert().values(started_at=now(), outcome=TrialOutcome.RUNNING, epochs_run=0, **values))
+            ids.append(int(result.inserted_primary_key[0]))
+    return ids
+
+
+def end_trial_runs(db: Engine, rows: list[dict[str, Any]]) -> None:
+    """Close run rows (each a dict with its run_id and the final values), one transaction."""
+    if not rows:
+        return
+    ended = now()
+    with db.begin() as conn:
+        for values in rows:
+            values = dict(values)
+            run_id = values.pop("run_id")
+            conn.execute(trial_runs.update().where(trial_runs.c.run_id == run_id).values(ended_at=ended, **values))
+
+
+def open_runs(db: Engine, launch_id: int) -> list[int]:
+    """Trial ids whose run under this launch never ended."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.select(trial_runs.c.trial_id).where(trial_runs.c.launch_id == launch_id, trial_runs.c.outcome == TrialOutcome.RUNNING)
+        ).all()
+        conn.rollback()
+    return [row.trial_id for row in rows]
+
+
+def mark_lost(db: Engine, trial_ids: list[int], reason: str) -> None:
+    """Close the still-open run rows of trials whose worker vanished."""
+    if not trial_ids:
+        return
+    with db.begin() as conn:
+        conn.execute(
+            trial_runs.update()
+            .where(trial_runs.c.trial_id.in_(trial_ids), trial_runs.c.outcome == TrialOutcome.RUNNING)
+            .values(outcome=TrialOutcome.LOST, ended_at=now(), error=reason)
+        )

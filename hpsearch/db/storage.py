@@ -1,0 +1,205 @@
+"""Optuna's RDB storage on a database hpsearch has set up.
+
+    initialize(url)                    # once, before any worker: Optuna's tables + ours at head
+    storage = open_storage(url)        # what workers and commands use afterwards
+
+The database holds Optuna's schema (versioned in `alembic_version`) and hpsearch's tables
+(versioned in `hpsearch_alembic_version`). SQLite is made safe for several local writers:
+write-ahead logging, a busy timeout, and transactions that take the write lock up front
+(`BEGIN IMMEDIATE`), so two processes never deadlock upgrading a read lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+
+from ..errors import StorageError
+from .schema import SchemaVersions, alembic_upgrade, behind, versions_of
+from .urls import is_sqlite, mask_url, sqlite_path
+
+if TYPE_CHECKING:
+    import optuna
+
+SQLITE_BUSY_SECONDS = 120
+_DRIVERS = {
+    "postgresql": ("psycopg", "pip install 'hpsearch[postgres]'"),
+    "mysql": ("pymysql", "pip install 'hpsearch[mysql]'"),
+}
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if is_sqlite(url):
+        return {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
+    return {"pool_pre_ping": True, "pool_recycle": 3600}
+
+
+def _make_sqlite_safe(engine: sa.engine.Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SECONDS * 1000}")
+        # With WAL, NORMAL syncs at checkpoints rather than on every commit: the database
+        # cannot be corrupted, and only the last moments before a power cut could be lost.
+        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.engine.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners existed are dropped
+
+
+def _enable_wal(engine: sa.engine.Engine) -> None:
+    # WAL is a property of the file (it persists), and cannot be set inside a transaction.
+    raw = engine.raw_connection()
+    try:
+        raw.execute("PRAGMA journal_mode=WAL")
+    finally:
+        raw.close()
+
+
+@functools.cache
+def _storage_class() -> type:
+    # Built on first use, so that importing this module does not import optuna.
+    import optuna
+
+    class Storage(optuna.storages.RDBStorage):
+        """Optuna's RDB storage with hpsearch's connection settings (kept across pickling)."""
+
+        def __init__(self, url: str, **kwargs: Any) -> None:
+            super().__init__(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+            _make_sqlite_safe(self.engine)
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            super().__setstate__(state)
+            _make_sqlite_safe(self.engine)
+
+    return Storage
+
+
+@contextmanager
+def _translated(url: str) -> Iterator[None]:
+    """Turn driver and connection failures into one line that names the masked URL."""
+    masked = mask_url(url)
+    password = sa.engine.make_url(url).password if "://" in url else None
+    try:
+        yield
+    except ImportError as e:
+        dialect = url.split(":", 1)[0].split("+", 1)[0]
+        driver, install = _DRIVERS.get(dialect, (dialect, "install its SQLAlchemy driver"))
+        raise StorageError(
+            f"storage {masked}: the {driver} driver is not installed ({e}); run: {install}"
+        ) from None
+    except Exception as e:
+        # Optuna wraps the database's error in its own; the driver's message is the useful one.
+        cause = e.__cause__ if _is_optuna_storage_error(e) and e.__cause__ is not None else e
+        if not isinstance(cause, exc.SQLAlchemyError):
+            raise
+        detail = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
+        if password:
+            detail = detail.replace(str(password), "***")
+        raise StorageError(f"storage {masked}: cannot use the database: {detail}") from None
+
+
+def _is_optuna_storage_error(error: BaseException) -> bool:
+    import optuna
+
+    return isinstance(error, optuna.exceptions.StorageInternalError)
+
+
+def _quiet() -> None:
+    """Optuna announces experimental arguments (heartbeats) on every open; say it once."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def initialize(url: str) -> None:
+    """Create whatever is missing, ONCE, before workers start: Optuna's tables, then ours.
+
+    Refuses (with the command to run) a database whose schema is behind this version.
+    """
+    _quiet()
+    Storage = _storage_class()
+    path = sqlite_path(url)
+    if path is not None and path.parent and not path.parent.exists():
+        raise StorageError(f"storage {mask_url(url)}: folder {path.parent} does not exist")
+    with _translated(url):
+        storage = Storage(url, skip_compatibility_check=True)
+        if path is not None:
+            _enable_wal(storage.engine)
+        versions = versions_of(storage)
+        if versions.optuna_current != versions.optuna_head:
+            raise StorageError(behind(url, "Optuna", versions.optuna_current, versions.optuna_head))
+        if versions.ours_current is None:
+            alembic_upgrade(storage.engine)
+        elif versions.ours_current != versions.ours_head:
+            raise StorageError(behind(url, "hpsearch", versions.ours_current, versions.ours_head))
+        storage.engine.dispose()
+
+
+def open_storage(url: str) -> "optuna.storages.RDBStorage":
+    """Optuna's storage on an initialized database; never creates tables (no race)."""
+    _quiet()
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise StorageError(
+            f"storage {mask_url(url)}: no such database file; run `hpsearch launch STUDY_FILE` "
+            "first, or pass --storage / set HPSEARCH_STORAGE"
+        )
+    Storage = _storage_class()
+    with _translated(url):
+        storage = Storage(url, skip_compatibility_check=True, skip_table_creation=True)
+        versions = versions_of(storage)
+    if versions.optuna_current != versions.optuna_head:
+        raise StorageError(behind(url, "Optuna", versions.optuna_current, versions.optuna_head))
+    if versions.ours_current != versions.ours_head:
+        if versions.ours_current is None and versions.optuna_current is None:
+            raise StorageError(
+                f"storage {mask_url(url)}: not an hpsearch database (no tables); "
+                "run `hpsearch launch STUDY_FILE` or `hpsearch db upgrade` first"
+            )
+        raise StorageError(behind(url, "hpsearch", versions.ours_current, versions.ours_head))
+    return storage
+
+
+def schema_versions(url: str) -> SchemaVersions:
+    """Both schema versions of an existing database, without changing anything."""
+    _quiet()
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise StorageError(f"storage {mask_url(url)}: no such database file")
+    with _translated(url):
+        storage = _storage_class()(url, skip_compatibility_check=True, skip_table_creation=True)
+        return versions_of(storage)
+
+
+def upgrade(url: str) -> SchemaVersions:
+    """Bring both schemas to head: Optuna's own migrations, then hpsearch's."""
+    _quiet()
+    with _translated(url):
+        storage = _storage_class()(url, skip_compatibility_check=True)
+        if storage.get_current_version() != storage.get_head_version():
+            storage.upgrade()
+        alembic_upgrade(storage.engine)
+        if sqlite_path(url) is not None:
+            _enable_wal(storage.engine)
+        return versions_of(storage)
+
+
+def rdb(study: "optuna.Study") -> "optuna.storages.RDBStorage":
+    """The RDB storage under a study (Optuna wraps it in a caching layer)."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage)
+
+

@@ -1,0 +1,131 @@
+"""The worker: ask -> train -> report / prune -> tell, until the study's budget is met.
+
+    report = Worker(WorkerOptions(storage=url, study="quickstart")).run()
+
+A worker needs only a storage URL and a study name: the study file comes from the database.
+It stops when the study holds `n_trials` finished (COMPLETE + PRUNED) trials, counted across
+all workers, at the launch's deadline, or when asked to (SIGTERM / Ctrl-C, or a stop request
+in the database): then it takes no new trial, fails the ones it is running and re-queues
+them for another worker or the next launch. It beats for every trial it runs and, before
+asking, fails trials whose worker died.
+
+The pieces: `engine.py` chooses what trains, `bookkeeping.py` writes everything about the
+trials, `trials.py` runs them, `attempts.py` says how each ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..db import launches
+from ..db.storage import open_storage
+from ..outcomes import TrialOutcome, WorkerStop
+from ..search.budget import counts, finished
+from ..search.recovery import Requeue, fail_stale
+from ..search.samplers import make_pruner, make_sampler
+from ..search.snapshot import SnapshotSampler
+from ..search.study import open_study
+from .bookkeeping import Bookkeeper
+from .engine import prepare_trainer
+from .heartbeat import Heartbeat
+from .trials import run_trials
+
+log = logging.getLogger("hpsearch.worker")
+POLL_SECONDS = 1.0  # how often an idle worker looks whether the last trials finished
+MAX_FAILURES_IN_A_ROW = 5  # a study whose every trial raises stops instead of spinning
+
+
+@dataclass
+class WorkerOptions:
+    storage: str
+    study: str
+    device: str | None = None  # default: cuda when available, else cpu
+    engine: str = "auto"  # train, cohort or auto
+    cohort: int | None = None  # members per cohort; None picks from the device's memory
+    precision: str = "fp32"  # fp32 (the reference), tf32 or bf16 (autocast), CUDA only
+    data_dir: str | None = None
+    launch_id: int | None = None
+    index: int = 0  # this worker's number within its launch (seeds its sampler)
+    deadline: float | None = None  # time.time() after which no new trial starts
+
+
+@dataclass
+class WorkerReport:
+    outcomes: Counter[TrialOutcome] = field(default_factory=Counter)
+    stopped_because: WorkerStop = WorkerStop.BUDGET
+    last_error: str | None = None
+    device_name: str | None = None
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions):
+        self.options = options
+        self._stop = threading.Event()
+
+    def request_stop(self) -> None:
+        """Finish nothing more: the running trials end as interrupted and are re-queued."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> WorkerReport:
+        options = self.options
+        storage = open_storage(options.storage)
+        opened = open_study(storage, options.study)
+        spec, study = opened.spec, opened.study
+        study.sampler = SnapshotSampler(make_sampler(spec, worker=options.index, offset=len(study.trials)))
+        study.pruner = make_pruner(spec.search, spec.train.epochs)
+        trainer = prepare_trainer(spec, options.device, options.engine, options.cohort, options.precision, options.data_dir)
+        requeue = Requeue(spec.search.max_retry)
+        heartbeat = Heartbeat(storage, spec.search.heartbeat_interval, also=lambda: self._look_for_stop(storage.engine))
+        book = Bookkeeper(study, spec, trainer, heartbeat, options.launch_id)
+        report = WorkerReport(device_name=trainer.device_name)
+        failures_in_a_row = 0
+        try:
+            while True:
+                if self._stop.is_set():
+                    report.stopped_because = WorkerStop.STOPPED
+                    break
+                if options.deadline is not None and time.time() >= options.deadline:
+                    report.stopped_because = WorkerStop.TIMEOUT
+                    break
+                lost = fail_stale(study, spec.search.grace_seconds, requeue)
+                if lost:
+                    log.warning("failed stale trials %s (their worker stopped beating); re-queued", lost)
+                state = counts(study)
+                if finished(state) >= spec.search.n_trials:
+                    report.stopped_because = WorkerStop.BUDGET
+                    break
+                room = spec.search.n_trials - finished(state) - state.get("RUNNING", 0)
+                if room <= 0:  # the last trials are running elsewhere; they may still fail
+                    self._stop.wait(POLL_SECONDS)
+                    continue
+                attempts = book.begin(min(room, trainer.cohort_size))
+                if not attempts:  # lost the race for the slot; the queue settles in a moment
+                    self._stop.wait(POLL_SECONDS / 10)
+                    continue
+                for end in run_trials(book, attempts, self._stop.is_set):
+                    report.outcomes[end.outcome] += 1
+                    if end.outcome == TrialOutcome.FAILED:
+                        failures_in_a_row += 1
+                        report.last_error = end.error
+                    elif end.outcome not in (TrialOutcome.INTERRUPTED, TrialOutcome.LOST):
+                        failures_in_a_row = 0
+                if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                    report.stopped_because = WorkerStop.FAILING
+                    break
+        finally:
+            book.abandon()
+            heartbeat.close()
+        return report
+
+    def _look_for_stop(self, db: object) -> None:
+        # Workers the launcher cannot signal (Dask tasks, other machines) stop this way.
+        if launches.stop_requested(db, self.options.launch_id):  # type: ignore[arg-type]
+            self.request_stop()

@@ -1,0 +1,77 @@
+"""A study's sampler and pruner, built from its [search] section.
+
+Samplers are seeded per worker and per resumed launch, so parallel or resumed searches do
+not repeat each other; pruners get their resources (epochs) explicitly, never estimated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from ..config.spec import StudySpec
+from ..config.values import FloatRange, IntRange
+from ..errors import SpecError
+
+if TYPE_CHECKING:
+    from ..config.spec import SearchSection
+
+
+def make_sampler(spec: StudySpec, worker: int = 0, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded. Each worker, and each resumed launch, gets its own seed
+    (derived from the study's), so parallel or resumed searches do not repeat each other."""
+    search = spec.search
+    seed = search.seed
+    if seed is not None and (worker or offset):
+        seed = int.from_bytes(hashlib.sha256(f"{seed}/{worker}/{offset}".encode()).digest()[:4], "little")
+    name, options = search.sampler, dict(search.sampler_options)
+    samplers = optuna.samplers
+    try:
+        if name == "tpe":
+            defaults = {"multivariate": True, "group": True, "constant_liar": True}
+            return samplers.TPESampler(seed=seed, **{**defaults, **options})
+        if name == "random":
+            return samplers.RandomSampler(seed=seed, **options)
+        if name == "cmaes":
+            return samplers.CmaEsSampler(seed=seed, **{"warn_independent_sampling": False, **options})
+        if name == "gp":
+            return samplers.GPSampler(seed=seed, **{"warn_independent_sampling": False, **options})
+        if name == "qmc":
+            return samplers.QMCSampler(seed=seed, **{"warn_independent_sampling": False, **options})
+        return samplers.GridSampler(grid_space(spec), seed=seed, **options)
+    except TypeError as e:
+        raise SpecError(f"search.sampler_options: {name} sampler rejects {options}: {e}") from None
+
+
+def make_pruner(search: "SearchSection", epochs: int) -> optuna.pruners.BasePruner:
+    """The study's pruner; resources are epochs, given explicitly (no 'auto' estimate)."""
+    name, options = search.pruner, dict(search.pruner_options)
+    pruners = optuna.pruners
+    try:
+        if name == "none":
+            return pruners.NopPruner(**options)
+        if name == "median":
+            return pruners.MedianPruner(**{"n_startup_trials": 5, "n_warmup_steps": 1, **options})
+        if name == "successive-halving":
+            return pruners.SuccessiveHalvingPruner(**{"min_resource": 1, "reduction_factor": 3, **options})
+        return pruners.HyperbandPruner(
+            **{"min_resource": 1, "max_resource": epochs, "reduction_factor": 3, **options}
+        )
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"search.pruner_options: {name} pruner rejects {options}: {e}") from None
+
+
+def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
+    """Every searched key with its values, for the grid sampler."""
+    grid: dict[str, list[Any]] = {}
+    for key in type(spec.space).model_fields:
+        value = spec.batch_sizes if key == "batch_size" else getattr(spec.space, key)
+        if isinstance(value, list) and len(value) > 1:
+            grid[key] = value
+        elif isinstance(value, IntRange):
+            grid[key] = list(range(value.low, value.high + 1, value.step or 1))
+        elif isinstance(value, FloatRange):  # refused by the spec; kept for completeness
+            raise SpecError(f"search.sampler: grid cannot search the range space.{key}")
+    return grid

@@ -1,0 +1,114 @@
+"""Study files: what validates, and the exact one-line errors for what does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpsearch.config.spec import load_study_file, parse_study_file
+from hpsearch.config.values import FloatRange, IntRange
+from hpsearch.errors import SpecError
+from tests.conftest import ROOT, TINY_STUDY
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(SpecError) as caught:
+        parse_study_file(text, "x.toml")
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_studies_validate(path: Path) -> None:
+    study = load_study_file(path)
+    assert study.spec.study.name == path.stem
+    assert study.sha256 == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+
+
+def test_ranges_choices_and_fixed_values() -> None:
+    spec = parse_study_file(
+        TINY_STUDY.replace("batch_size = 64", "") + 'batch_size = [16, "full"]\nstep_size = {low = 1, high = 3}\neps = 1e-7\n'
+        'schedule = ["constant", "step"]\n',
+        "x.toml",
+    ).spec
+    assert spec.space.lr == FloatRange(low=1e-3, high=0.3, log=True)
+    assert spec.space.optimizer == ["sgd", "adam"]
+    assert spec.space.step_size == IntRange(low=1, high=3)
+    assert spec.space.eps == 1e-7
+    assert spec.space.batch_size == [16, "full"]
+    assert spec.metric == "accuracy" and spec.direction == "maximize"
+
+
+def test_defaults_and_name_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('[model]\nname = "linreg"\n[data]\nname = "linear"\n[space]\noptimizer = "sgd"\nlr = 0.1\n')
+    spec = load_study_file(path).spec
+    assert spec.study.name == "mine"
+    assert (spec.metric, spec.direction) == ("mse", "minimize")
+    assert spec.batch_sizes == 128
+    assert spec.search.sampler == "tpe" and spec.search.pruner == "none"
+
+
+def test_range_order_error_names_file_key_rule_and_values() -> None:
+    text = TINY_STUDY.replace("low = 1e-3, high = 0.3", "low = 0.1, high = 0.001")
+    assert error_of(text) == "x.toml: space.lr: low must be < high, got low=0.1 high=0.001"
+
+
+def test_misspelt_optimizer_lists_the_valid_ones() -> None:
+    text = TINY_STUDY.replace('["sgd", "adam"]', '["sgd", "adamm"]')
+    assert error_of(text) == (
+        "x.toml: space.optimizer[1]: input should be 'sgd', 'momentum', 'adagrad', 'rmsprop', "
+        "'adam' or 'adamw', got 'adamm'"
+    )
+
+
+def test_unknown_key_lists_the_valid_keys() -> None:
+    text = TINY_STUDY.replace("epochs = 2", "epochs = 2\nepoch = 3")
+    assert error_of(text) == "x.toml: train.epoch: unknown key; valid keys are epochs, batch_size, seed"
+    text = TINY_STUDY.replace("low = 1e-3, high = 0.3, log = true", "low = 1e-3, high = 0.3, logg = true")
+    assert error_of(text) == "x.toml: space.lr.logg: unknown key; valid keys are low, high, log, step"
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("epochs = 2", 'epochs = "2"', "x.toml: train.epochs: input should be a valid integer, got '2'"),
+        ("epochs = 2", "epochs = 0", "x.toml: train.epochs: input should be greater than or equal to 1, got 0"),
+        ("log = true }", "log = true }\nbeta1 = 1.2", "x.toml: space.beta1: must be in [0, 1), got 1.2"),
+        ("log = true }", 'log = true }\nbatch_size = [32, "half"]', 'x.toml: space.batch_size[1]: must be an integer >= 1 or "full", got \'half\''),
+        ("low = 1e-3", "low = 0.0", "x.toml: space.lr: a log range needs low > 0, got low=0"),
+        ('name = "mlp"', 'name = "mpl"', "x.toml: model.name: unknown model 'mpl'; use one of linreg, softmax, mlp, cnn or 'package.module:factory'"),
+        ('name = "digits"', 'name = "mnits"', "x.toml: data.name: unknown dataset 'mnits'; use one of digits, linear, mnist, fashion-mnist, cifar10, synthetic-mnist, synthetic-cifar10 or 'package.module:factory'"),
+        ('sampler = "random"', 'sampler = "grid"', "x.toml: search.sampler: grid needs every space key to be a list or a fixed value, got a range for space.lr; list its values instead"),
+        ("log = true }", "log = true }\nwarmup_epochs = [0, 2]", "x.toml: space.warmup_epochs: must be < train.epochs (2), got 2"),
+        ("log = true }", "log = true }\nmomentum = 0.9", "x.toml: space.momentum: applies only to momentum, none of which is in space.optimizer or space.schedule; remove the key or add one of them"),
+        ("log = true }", "log = true }\ngamma = 0.5", "x.toml: space.gamma: applies only to step, exponential, none of which is in space.optimizer or space.schedule; remove the key or add one of them"),
+        ('name = "tiny"', 'name = "tiny"\nmetric = "mse"', "x.toml: study.metric: mse needs a regression problem, but data 'digits' has class labels, got metric='mse'; use 'accuracy' or 'loss'"),
+        ('name = "tiny"', 'name = "tiny"\ndirection = "minimize"', "x.toml: study.direction: accuracy is maximized, got direction='minimize'; remove the key or change study.metric"),
+        ("batch_size = 64", "batch_size = 64\n[space2]", "x.toml: space2: unknown key; valid keys are study, model, data, train, search, space"),
+        ("n_trials = 4", "n_trials = 4\nheartbeat_interval = 5\ngrace_period = 5", "x.toml: search: grace_period must be > heartbeat_interval (5), got 5"),
+    ],
+)
+def test_bad_values_give_one_clear_line(old: str, new: str, message: str) -> None:
+    text = TINY_STUDY.replace(old, new)
+    assert error_of(text) == message
+    assert "\n" not in message
+
+
+def test_conflicting_batch_size_locations() -> None:
+    text = TINY_STUDY + "batch_size = [16, 32]\n"
+    assert error_of(text) == "x.toml: space.batch_size: set the batch size in [train] or in [space], not both"
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    assert error_of("[study\n").startswith("x.toml: not valid TOML: ")
+    with pytest.raises(SpecError, match=r"no such study file; check the path"):
+        load_study_file(tmp_path / "nope.toml")
+
+
+def test_overrides_are_validated_again() -> None:
+    spec = parse_study_file(TINY_STUDY, "x.toml").spec
+    assert spec.with_overrides(n_trials=9, sampler="tpe").search.n_trials == 9
+    assert spec.with_overrides(n_trials=None) is spec
+    with pytest.raises(SpecError, match="command line: search.sampler: input should be"):
+        spec.with_overrides(sampler="nope")
