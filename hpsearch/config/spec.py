@@ -24,25 +24,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ..errors import SpecError
-from .catalog import keys_used_by
-from .values import (
-    BatchSize,
-    BatchSizeValue,
-    Decay,
-    Flag,
-    NonNegative,
-    NonNegativeInt,
-    OpenUnitInterval,
-    OptimizerChoice,
-    Positive,
-    PositiveInt,
-    Range,
-    ScheduleChoice,
-    Section,
-    UnitInterval,
-    fmt,
-    values_of,
-)
+from .space_section import Space
+from .values import BatchSizeValue, Section, fmt, values_of
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid")
 PRUNERS = ("none", "median", "successive-halving", "hyperband")
@@ -124,36 +107,6 @@ class SearchSection(Section):
         return self.grace_period or 6 * self.heartbeat_interval
 
 
-class Space(Section):
-    optimizer: OptimizerChoice
-    lr: Positive
-    momentum: OpenUnitInterval | None = None  # > 0: Nesterov needs some momentum
-    nesterov: Flag | None = None
-    beta1: UnitInterval | None = None
-    beta2: UnitInterval | None = None
-    eps: Positive | None = None
-    alpha: UnitInterval | None = None
-    weight_decay: NonNegative | None = None
-    batch_size: BatchSize | None = None
-    schedule: ScheduleChoice = "constant"
-    step_size: PositiveInt | None = None
-    gamma: Decay | None = None
-    eta_min: NonNegative | None = None
-    warmup_epochs: NonNegativeInt = 0
-
-    @model_validator(mode="after")
-    def _used(self) -> "Space":
-        chosen = set(values_of(self.optimizer)) | set(values_of(self.schedule))
-        for key in sorted(self.model_fields_set):
-            users = keys_used_by(key)
-            if users and getattr(self, key) is not None and not chosen & set(users):
-                raise ValueError(
-                    f"space.{key}: applies only to {', '.join(users)}, none of which is in "
-                    f"space.optimizer or space.schedule; remove the key or add one of them"
-                )
-        return self
-
-
 class StudySpec(Section):
     study: StudySection
     model: ModelSection
@@ -193,11 +146,11 @@ class StudySpec(Section):
                 f"got {warmup}"
             )
         if self.search.sampler == "grid":
-            ranged = [k for k in type(self.space).model_fields if isinstance(getattr(self.space, k), Range)]
+            ranged = self.space.ranged()
             if ranged:
                 raise ValueError(
                     f"search.sampler: grid needs every space key to be a list or a fixed "
-                    f"value, got a range for space.{ranged[0]}; list its values instead"
+                    f"value, got a range for {ranged}; list its values instead"
                 )
         return self
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag, model_validator
 
-from .catalog import OPTIMIZERS, SCHEDULES
+from .catalog import OPTIMIZERS, SCHEDULES, WORDS, is_import_path
 
 
 class Section(BaseModel):
@@ -110,18 +110,36 @@ def _always(_: Any) -> bool:
     return True
 
 
-Positive = _param(float, FloatRange, "> 0", lambda v: v > 0)
-NonNegative = _param(float, FloatRange, ">= 0", lambda v: v >= 0)
-UnitInterval = _param(float, FloatRange, "in [0, 1)", lambda v: 0 <= v < 1)
-OpenUnitInterval = _param(float, FloatRange, "in (0, 1)", lambda v: 0 < v < 1)
-Decay = _param(float, FloatRange, "in (0, 1]", lambda v: 0 < v <= 1)
-PositiveInt = _param(int, IntRange, ">= 1", lambda v: v >= 1)
-NonNegativeInt = _param(int, IntRange, ">= 0", lambda v: v >= 0)
-Flag = _param(bool, None, "true or false", _always)
-OptimizerName = Literal[OPTIMIZERS]  # type: ignore[valid-type]
+# The rules of the catalog's keys (config.catalog names them), each a value type.
+RULES: dict[str, Any] = {
+    "positive": _param(float, FloatRange, "> 0", lambda v: v > 0),
+    "nonnegative": _param(float, FloatRange, ">= 0", lambda v: v >= 0),
+    "nonpositive": _param(float, FloatRange, "<= 0", lambda v: v <= 0),
+    "unit": _param(float, FloatRange, "in [0, 1)", lambda v: 0 <= v < 1),
+    "open_unit": _param(float, FloatRange, "in (0, 1)", lambda v: 0 < v < 1),
+    "closed_unit": _param(float, FloatRange, "in [0, 1]", lambda v: 0 <= v <= 1),
+    "decay": _param(float, FloatRange, "in (0, 1]", lambda v: 0 < v <= 1),
+    "above_one": _param(float, FloatRange, "> 1", lambda v: v > 1),
+    "positive_int": _param(int, IntRange, ">= 1", lambda v: v >= 1),
+    "nonnegative_int": _param(int, IntRange, ">= 0", lambda v: v >= 0),
+    "flag": _param(bool, None, "true or false", _always),
+    **{
+        rule: _param(str, None, "one of " + ", ".join(repr(w) for w in words), lambda v, words=words: v in words)
+        for rule, words in WORDS.items()
+    },
+}
+Positive = RULES["positive"]
+NonNegativeInt = RULES["nonnegative_int"]
 ScheduleName = Literal[SCHEDULES]  # type: ignore[valid-type]
-OptimizerChoice = _param(OptimizerName, None, "an optimizer", _always)
 ScheduleChoice = _param(ScheduleName, None, "a schedule", _always)
+
+
+def _optimizer_name(name: str) -> bool:
+    return name in OPTIMIZERS or is_import_path(name)
+
+
+OPTIMIZER_RULE = f"one of {', '.join(OPTIMIZERS)} or 'package.module:Class'"
+OptimizerChoice = _param(str, None, OPTIMIZER_RULE, _optimizer_name)
 
 
 def _batch_value(value: int | str) -> int | str:
@@ -135,4 +153,27 @@ BatchSize = _param(
     BatchSizeValue, IntRange, '>= 1 or "full"', lambda v: v == "full" or v >= 1
 )
 
+_SCALARS = (bool, int, float, str)
 
+
+def any_value(value: Any, where: str) -> Any:
+    """A value for a key of an optimizer class hpsearch does not know: a range, a choice of
+    numbers, flags or words, or one of them fixed. `where` names the key in errors."""
+    if isinstance(value, dict):
+        model = FloatRange if any(isinstance(value.get(e), float) for e in ("low", "high", "step")) else IntRange
+        try:
+            return model.model_validate(value)
+        except ValueError as e:
+            first = e.errors()[0] if hasattr(e, "errors") else {"msg": str(e), "loc": ()}
+            msg = str(first["msg"]).removeprefix("Value error, ")
+            loc = ".".join(str(p) for p in first.get("loc", ()))
+            raise ValueError(f"{where}{'.' + loc if loc else ''}: {msg[0].lower()}{msg[1:]}") from None
+    choices = value if isinstance(value, list) else [value]
+    if not choices:
+        raise ValueError(f"{where}: a choice needs at least one value, got []")
+    for v in choices:
+        if not isinstance(v, _SCALARS):
+            raise ValueError(f"{where}: must be a number, flag or word (or a range or list of them), got {v!r}")
+    if isinstance(value, list) and len({repr(v) for v in value}) != len(value):
+        raise ValueError(f"{where}: choices must be distinct, got {value}")
+    return value

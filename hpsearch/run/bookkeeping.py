@@ -26,7 +26,7 @@ from ..search.snapshot import prune_together
 from ..training.cohort import CohortCallback
 from ..training.results import Epoch
 from .attempts import OPTUNA_STATE, Attempt, End, attributes, interrupted, run_row
-from .engine import Trainer
+from .engine import Trainer, engine_for
 from .heartbeat import Heartbeat
 
 log = logging.getLogger("hpsearch.worker")
@@ -72,18 +72,19 @@ class Bookkeeper:
         if not attempts:  # nothing to record (an empty write would still lock SQLite)
             return attempts
         trainer = self.trainer
-        shared = {"device": trainer.device_name, "host": self.host, "engine": trainer.engine}
+        shared = {"device": trainer.device_name, "host": self.host}
         bulk.set_attrs(
             self.db,
             [(a.trial_id, "config", a.config) for a in attempts]
-            + [(a.trial_id, key, value) for a in attempts for key, value in shared.items()],
+            + [(a.trial_id, key, value) for a in attempts for key, value in shared.items()]
+            + [(a.trial_id, "engine", engine_for(trainer, a.config)) for a in attempts],
         )
         run_ids = runs.start_trial_runs(
             self.db,
             [
                 dict(
                     trial_id=a.trial_id, launch_id=self.launch_id, host=self.host, pid=os.getpid(),
-                    device=trainer.device_name, engine=trainer.engine, cohort_size=1, seed=a.seed,
+                    device=trainer.device_name, engine=engine_for(trainer, a.config), cohort_size=1, seed=a.seed,
                 )
                 for a in attempts
             ],

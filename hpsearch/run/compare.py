@@ -4,7 +4,7 @@
 
 1. Every optimizer in the study's space gets its own study, `<name>-<optimizer>`: the same
    model, data, schedules and budget (`--budget` finished trials), and only the keys that
-   optimizer takes.
+   optimizer takes: the flat keys that reach it and its own table.
 2. Each optimizer's best config is re-trained with the same `--seeds` fresh initialisation
    seeds, in one more study, `<name>-seeds` (no pruning).
 3. The optimizers are ranked by their mean over the seeds; each is compared with the first
@@ -27,7 +27,7 @@ import optuna
 import tomli_w
 
 from ..config.bundle import without_none
-from ..config.catalog import OPTIMIZER_KEYS
+from ..config.catalog import CATALOG, optimizer_keys
 from ..config.space import params_of, trial_seed
 from ..config.spec import StudyFile, load_study_file, parse_study_file
 from ..db.comparisons import record_comparison
@@ -38,8 +38,24 @@ from ..search.study import OpenStudy
 from .launcher import LaunchOptions, launch
 
 SIGNIFICANCE = 0.05
-# Keys only some optimizers take (betas, momentum, ...): dropped from other optimizers' spaces.
-_OPTIMIZER_SPECIFIC = {k for keys in OPTIMIZER_KEYS.values() for k in keys} - {"lr", "weight_decay"}
+# Flat keys only some optimizers take (betas, momentum, weight decay, ...).
+_OPTIMIZER_SPECIFIC = {k.name for o in CATALOG.values() for k in o.keys} - {"lr"}
+
+
+def study_of(base: str, optimizer: str) -> str:
+    """The name of one optimizer's study (a class by import path: its dots, no colon)."""
+    return f"{base}-{optimizer.replace(':', '.')}"
+
+
+def own_space(space: dict[str, Any], name: str) -> dict[str, Any]:
+    """The part of a study file's [space] (as written) that one optimizer's trials use."""
+    takes = {k.name for k in optimizer_keys(name) if k.flat}
+    own = {k: v for k, v in space.items() if k not in _OPTIMIZER_SPECIFIC or k in takes}
+    own["optimizer"] = name
+    own.pop("optimizers", None)
+    if name in space.get("optimizers", {}):
+        own["optimizers"] = {name: space["optimizers"][name]}
+    return own
 
 
 @dataclass
@@ -81,12 +97,10 @@ def compare(options: CompareOptions, progress: bool = True) -> dict[str, Any]:
     # 1. An equal budget for each optimizer, over its own conditional space.
     best: dict[str, dict[str, Any]] = {}
     for name in optimizers:
-        own = {k: v for k, v in space.items() if k not in _OPTIMIZER_SPECIFIC or k in OPTIMIZER_KEYS[name]}
-        own["optimizer"] = name
-        tuned = variant(file, f"{base}-{name}", own, {"n_trials": options.budget})
+        tuned = variant(file, study_of(base, name), own_space(space, name), {"n_trials": options.budget})
         summary = launch(replace(run, study_file=tuned), progress=progress)
         if summary.best_config is None:
-            raise SpecError(f"compare: no {name} trial completed in study {base}-{name}; raise --budget or check the space")
+            raise SpecError(f"compare: no {name} trial completed in study {study_of(base, name)}; raise --budget or check the space")
         best[name] = summary.best_config
 
     # 2. Each winner re-trained with the same fresh seeds (pairs share a seed).
@@ -113,7 +127,7 @@ def compare(options: CompareOptions, progress: bool = True) -> dict[str, Any]:
         if key in queued and t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
             values[key[0]][key[1]] = t.value
     result = rank(values, spec.direction, seeds)
-    result.update(budget=options.budget, seeds=options.seeds, study=base, metric=spec.metric, studies=[f"{base}-{n}" for n in optimizers] + [f"{base}-seeds"])
+    result.update(budget=options.budget, seeds=options.seeds, study=base, metric=spec.metric, studies=[study_of(base, n) for n in optimizers] + [f"{base}-seeds"])
     study.set_user_attr("comparison", result)
     record_comparison(open_storage(url).engine, base, file.sha256, options.budget, options.seeds, result)
     return result

@@ -7,6 +7,8 @@
   keeps the faster (cohorts win for small models, not for convolutions on the CPU).
 * Cohort size: `--cohort K`; else 32 on the CPU; else, on a GPU, as many members as fit in
   80% of its free memory, measured for the costliest member the space allows.
+* Whatever the engine, a trial whose optimizer steps with a closure (L-BFGS, Newton,
+  conjugate gradient) or is a class named by import path trains one at a time.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import torch
 from torch import nn
 
 from ..config.batches import largest_batch, typical_batch
-from ..config.catalog import probe_config
+from ..config.catalog import in_cohorts, probe_config
+from ..config.space import custom_optimizers
 from ..config.spec import StudySpec
+from ..errors import HpsearchError, SpecError
+from ..optim.optimizers import check_arguments
 from ..training.data import Dataset, load_dataset
 from ..training.device import device_name, resolve_device
 from ..training.models import model_factory
@@ -47,10 +52,25 @@ class Trainer:
     precision: str
 
 
+def engine_for(trainer: Trainer, config: dict) -> str:
+    """The engine a trial trains with: the worker's, unless its optimizer trains alone."""
+    return trainer.engine if in_cohorts(config["optimizer"]["name"]) else "train"
+
+
+def check_optimizers(spec: StudySpec, where: str) -> None:
+    """Fail before any trial, with the key, if an optimizer class by import path is unusable."""
+    for name, arguments in custom_optimizers(spec).items():
+        try:
+            check_arguments(name, arguments, f"space.optimizer {name!r}")
+        except HpsearchError as e:
+            raise SpecError(f"{where}: {e}") from None
+
+
 def prepare_trainer(
     spec: StudySpec, device: str | None, engine: str, cohort: int | None, precision: str, data_dir: str | None
 ) -> Trainer:
     """Load the study's data onto the device, build its model factory, choose the engine."""
+    check_optimizers(spec, f"study {spec.study.name}")
     chosen = resolve_device(device)
     data = load_dataset(spec.data, spec.metric, data_dir).to(chosen)
     make_model = model_factory(spec.model, data)

@@ -40,6 +40,7 @@ from ..search.study import OpenStudy, create_study
 from ..search.warm_start import bundle_params, enqueue
 from ..training.data import check_available
 from ..training.device import resolve_device, versions
+from .engine import check_optimizers
 from .processes import plan_slots, run_processes
 from .progress import watching
 from .signals import worker_signals
@@ -105,6 +106,7 @@ def prepare(options: LaunchOptions) -> tuple[str, OpenStudy, int]:
     spec = file.spec.with_overrides(**overrides)
     file = StudyFile(file.path, file.text, spec)
     check_available(spec.data, options.data_dir)
+    check_optimizers(spec, file.path)  # a class by import path: importable, takes its keys
     warm_start = bundle_params(options.enqueue, spec) if options.enqueue else []  # before any write
     url = resolve_url(options.storage)
     initialize(url)

@@ -1,8 +1,9 @@
 """Running a worker's trials: one at a time through `train`, or together through `train_cohort`.
 
 Trials with different batch sizes (or epochs, or data seeds) see different batches, so they
-train in different cohorts. Out of memory, a cohort splits in two and each half tries again;
-no trial is lost.
+train in different cohorts. Optimizers stepped with a closure (L-BFGS, Newton, conjugate
+gradient) and classes named by import path train one at a time even in a cohort worker. Out
+of memory, a cohort splits in two and each half tries again; no trial is lost.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..training.train import train
 from . import attempts as ends_of
 from .attempts import Attempt, End
 from .bookkeeping import Bookkeeper
+from .engine import engine_for
 
 log = logging.getLogger("hpsearch.worker")
 
@@ -25,12 +27,13 @@ log = logging.getLogger("hpsearch.worker")
 def run_trials(book: Bookkeeper, attempts: list[Attempt], should_stop: Callable[[], bool]) -> list[End]:
     """Train `attempts` with the worker's engine; each one's end, told and recorded."""
     trainer = book.trainer
-    if trainer.engine == "train":
-        return [end for attempt in attempts for end in run_one(book, attempt, should_stop)]
+    alone = [a for a in attempts if engine_for(trainer, a.config) == "train"]
+    ends = [end for attempt in alone for end in run_one(book, attempt, should_stop)]
     cohorts: dict[tuple[int, int, int], list[Attempt]] = {}
     for attempt in attempts:
-        cohorts.setdefault(cohort_key(attempt.config, trainer.data.n_train), []).append(attempt)
-    return [end for members in cohorts.values() for end in run_cohort(book, members, should_stop)]
+        if attempt not in alone:
+            cohorts.setdefault(cohort_key(attempt.config, trainer.data.n_train), []).append(attempt)
+    return ends + [end for members in cohorts.values() for end in run_cohort(book, members, should_stop)]
 
 
 def run_one(book: Bookkeeper, attempt: Attempt, should_stop: Callable[[], bool]) -> list[End]:

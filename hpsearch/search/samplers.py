@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from ..config.space import searched
 from ..config.spec import StudySpec
-from ..config.values import FloatRange, IntRange
+from ..config.values import IntRange
 from ..errors import SpecError
 
 if TYPE_CHECKING:
@@ -64,14 +65,13 @@ def make_pruner(search: "SearchSection", epochs: int) -> optuna.pruners.BasePrun
 
 
 def grid_space(spec: StudySpec) -> dict[str, list[Any]]:
-    """Every searched key with its values, for the grid sampler."""
+    """Every searched parameter with its values, for the grid sampler."""
     grid: dict[str, list[Any]] = {}
-    for key in type(spec.space).model_fields:
-        value = spec.batch_sizes if key == "batch_size" else getattr(spec.space, key)
-        if isinstance(value, list) and len(value) > 1:
-            grid[key] = value
+    for param, value in searched(spec).items():
+        if isinstance(value, list):
+            grid[param] = value
         elif isinstance(value, IntRange):
-            grid[key] = list(range(value.low, value.high + 1, value.step or 1))
-        elif isinstance(value, FloatRange):  # refused by the spec; kept for completeness
-            raise SpecError(f"search.sampler: grid cannot search the range space.{key}")
+            grid[param] = list(range(value.low, value.high + 1, value.step or 1))
+        else:  # a float range: refused by the spec; kept for completeness
+            raise SpecError(f"search.sampler: grid cannot search the range of {param}")
     return grid

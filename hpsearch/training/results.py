@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -30,6 +33,9 @@ class TrainResult:
     epochs: list[Epoch] = field(default_factory=list)
     seconds: float = 0.0
     pruned: bool = False
+    # The final parameters, flattened in `model.parameters()` order, when the engine was asked
+    # to keep them (`keep_parameters=True`).
+    parameters: "torch.Tensor | None" = None
 
 
 class Diverged(Exception):

@@ -3,19 +3,20 @@
     forward = stacked_forward(model, exact=device.type == "cpu")
     outputs = forward(params, x)      # params: name -> [K, *shape]; x: [B, ...]; -> [K, B, out]
 
-Sequential models of standard layers (the reference models) run as one wide model, as in
-HFTA: a convolution on the shared input becomes one convolution with K times the output
-channels, later convolutions become grouped convolutions with the members side by side in
-the channel dimension, and linear layers become batched matrix products with the members
-on a leading axis. Pooling and activations apply unchanged.
+Batched (a GPU): sequential models of standard layers (the reference models) run as one
+wide model, as in HFTA: a convolution on the shared input becomes one convolution with K
+times the output channels, later convolutions become grouped convolutions with the members
+side by side in the channel dimension, and linear layers become batched matrix products with
+the members on a leading axis. Pooling and activations apply unchanged. Any other model runs
+through `torch.func.vmap` over `functional_call`.
 
-With `exact`, every member's forward and backward are bit-for-bit the single model's: where
-a batched kernel would round differently from the one torch uses for a single model (the
-weight gradients of linear and convolution layers), the single-model kernel is called member
-by member. That is what makes the cohort engine
-equal the reference engine on the CPU; on a GPU the fast batched kernels run instead.
-
-Any other model runs through `torch.func.vmap` over `functional_call`.
+Exact (the CPU): each member runs the single model's own forward (`functional_call` on views
+of its row), so its forward and backward call the very kernels a single model calls, with the
+same shapes, strides and alignment. Batched kernels round differently: `baddbmm` is not
+`addmm` for 784-wide inputs at two threads, a batch of one takes another path, and a BLAS
+kernel's rounding depends on its operands' alignment. A member's numbers then never depend
+on its cohort mates or the cohort's size; the cohort still saves the optimizer steps, the
+batches and the bookkeeping of K trials.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ _PER_CHANNEL = (
 
 def stacked_forward(model: nn.Module, exact: bool) -> Forward:
     """The fastest faithful way to run K copies of `model` side by side."""
+    if exact:
+        return lambda params, x: torch.stack(member_outputs(model, params, x))
     if isinstance(model, nn.Sequential) and _plan(model) is not None:
-        return _SequentialStack(model, exact)
+        return _SequentialStack(model)
     single = lambda params, x: functional_call(model, params, (x,))  # noqa: E731
     return vmap(single, in_dims=(0, None), randomness="error")
 
@@ -70,10 +73,22 @@ def _plan(model: nn.Sequential) -> list[str] | None:
     return plan if layout == "rows" else None
 
 
+def member_outputs(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+    """Each member's outputs from the single model's own forward (params: name -> [K, *shape])."""
+    rows = {name: p.unbind(0) for name, p in params.items()}  # one node for all members' gradients
+    k = len(next(iter(rows.values())))
+    return [functional_call(model, {name: r[i] for name, r in rows.items()}, (x,)) for i in range(k)]
+
+
+def member_forward(model: nn.Module, params: dict[str, torch.Tensor], member: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One member's forward, for evaluating it exactly as a single model is evaluated."""
+    own = {name: p[member] for name, p in params.items()}
+    return lambda x: functional_call(model, own, (x,))
+
+
 class _SequentialStack:
-    def __init__(self, model: nn.Sequential, exact: bool):
+    def __init__(self, model: nn.Sequential):
         self.layers = list(model.named_children())
-        self.exact = exact
 
     def __call__(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         k = next(iter(params.values())).shape[0]
@@ -81,18 +96,11 @@ class _SequentialStack:
         for name, layer in self.layers:
             if isinstance(layer, nn.Linear):
                 weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
-                shared = layout == "shared"
-                if self.exact:
-                    x = _ExactLinear.apply(x, weight, bias, shared)
-                else:
-                    x = _linear(x.expand(k, *x.shape) if shared else x, weight, bias)
+                x = _linear(x.expand(k, *x.shape) if layout == "shared" else x, weight, bias)
                 layout = "rows"
             elif isinstance(layer, nn.Conv2d):
                 weight, bias = params[f"{name}.weight"], params.get(f"{name}.bias")
-                if self.exact:
-                    x = _ExactConv.apply(x, weight, bias, layer, layout == "shared")
-                else:
-                    x = _conv(x, weight, bias, layer, layout == "shared")
+                x = _conv(x, weight, bias, layer, layout == "shared")
                 layout = "channels"
             elif isinstance(layer, nn.Flatten):
                 if layout == "channels":
@@ -110,7 +118,6 @@ class _SequentialStack:
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    # F.linear (addmm) member by member; the forward products are the single model's, bit for bit.
     if bias is None:
         return torch.bmm(x, weight.transpose(1, 2))
     return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
@@ -128,72 +135,3 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, laye
         layer.dilation,
         layer.groups if shared else k * layer.groups,
     )
-
-
-class _ExactLinear(torch.autograd.Function):
-    """Batched forward and backward, except the weight gradient: each member's own `mm`.
-
-    The batched input and bias gradients are the single model's bit for bit; the batched
-    weight gradient is not (its products round differently), so that one is a loop.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, shared):  # type: ignore[no-untyped-def, override]
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias, ctx.shared = bias is not None, shared
-        k = weight.shape[0]
-        return _linear(x.expand(k, *x.shape) if shared else x, weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
-        x, weight = ctx.saved_tensors
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.bmm(grad, weight)
-            if ctx.shared:
-                grad_x = grad_x.sum(0)
-        grad_w = torch.stack([grad[i].t().mm(x if ctx.shared else x[i]) for i in range(weight.shape[0])])
-        grad_b = grad.sum(1) if ctx.has_bias else None
-        return grad_x, grad_w, grad_b, None
-
-
-class _ExactConv(torch.autograd.Function):
-    """Grouped forward; each member's backward is the single model's convolution_backward."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, layer, shared):  # type: ignore[no-untyped-def, override]
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias, ctx.layer, ctx.shared = bias is not None, layer, shared
-        return _conv(x, weight, bias, layer, shared)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def, override]
-        x, weight = ctx.saved_tensors
-        layer = ctx.layer
-        k, out = weight.shape[0], weight.shape[1]
-        channels = x.shape[1] if ctx.shared else x.shape[1] // k
-        want_x = bool(ctx.needs_input_grad[0])
-        grads_x, grads_w, grads_b = [], [], []
-        for i in range(k):
-            member_x = x if ctx.shared else x[:, i * channels : (i + 1) * channels].contiguous()
-            gx, gw, gb = torch.ops.aten.convolution_backward(
-                grad[:, i * out : (i + 1) * out].contiguous(),
-                member_x,
-                weight[i],
-                [out] if ctx.has_bias else None,
-                list(layer.stride),
-                list(layer.padding),
-                list(layer.dilation),
-                False,
-                [0, 0],
-                layer.groups,
-                [want_x, True, ctx.has_bias],
-            )
-            grads_x.append(gx)
-            grads_w.append(gw)
-            grads_b.append(gb)
-        grad_x = None
-        if want_x:
-            grad_x = torch.stack(grads_x).sum(0) if ctx.shared else torch.cat(grads_x, dim=1)
-        grad_b = torch.stack(grads_b) if ctx.has_bias else None
-        return grad_x, torch.stack(grads_w), grad_b, None, None

@@ -1,14 +1,19 @@
 """The cohort's optimizer step: torch.optim's single-tensor update rules, vectorized over members.
 
-Members are stacked by optimizer kind, so each kind's members are one contiguous `Block` of
-rows of the `[K, P]` parameter and gradient tensors. Every hyperparameter is a `[n, 1]`
-tensor, so the members of a block step together while each keeps its own learning rate,
-betas, momentum, eps, alpha and weight decay.
+Members are stacked by update rule, so each rule's members are one contiguous `Block` of
+rows of the `[K, P]` parameter and gradient tensors. A hyperparameter is a `[n, 1]` float32
+column (torch casts a Python scalar to the parameter's dtype before it touches a tensor), so
+the members of a block step together while each keeps its own values. What torch computes
+in Python (bias corrections, Adagrad's decayed lr, NAdam's momentum schedule) is computed
+per member in Python too on the CPU (`Block.scalar`), then cast once, as torch casts it.
 
 torch's `x.add(y, alpha=s)` and `x.addcmul(a, b, value=s)` are fused multiply-adds (one
 rounding); `torch.addcmul(x, s, y)` with `s` a [n, 1] tensor is the same operation row by
 row, and `x.addcdiv(a, b, value=s)` is `x.addcdiv(s * a, b)`. Written so, every member's
-update is bit-for-bit the one torch.optim makes on the CPU.
+update is bit-for-bit the one torch.optim makes on the CPU (tests/training/test_updates.py).
+
+Adafactor and Muon are not element-wise (norms and matrix products per parameter tensor):
+their blocks step each member with torch's own class, on views of the member's rows.
 """
 
 from __future__ import annotations
@@ -18,150 +23,167 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..config.catalog import optimizer_argument
+from ..config.catalog import CATALOG, optimizer_argument
 
-# The order members are stacked in: each kind's rows are contiguous.
-KINDS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-# The optimizer state each kind keeps, one [n, P] tensor per name.
-STATES = {
-    "momentum": ("buf",),
-    "nesterov": ("buf",),
-    "adagrad": ("sum",),
-    "rmsprop": ("square_avg",),
-    "adam": ("exp_avg", "exp_avg_sq"),
-    "adamw": ("exp_avg", "exp_avg_sq"),
-}
+# The order members are stacked in: each rule's rows are contiguous ("torch": torch's class).
+RULES = (
+    "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adadelta", "adamax",
+    "nadam", "radam", "asgd", "rprop", "torch",
+)
 
 
 def kind_of(config: Mapping[str, Any]) -> str:
-    """A trial config's update rule: its optimizer's name, or nesterov for Nesterov momentum."""
+    """A trial config's update rule and the variant of it (`rmsprop+centered+momentum`)."""
     optimizer = config["optimizer"]
-    if optimizer["name"] == "momentum" and optimizer.get("nesterov"):
-        return "nesterov"
-    return str(optimizer["name"])
+    name = str(optimizer["name"])
+    if name not in CATALOG or CATALOG[name].cohort == "alone":
+        raise ValueError(f"optimizer {name} does not train in cohorts; train it with `train`")
+    if CATALOG[name].cohort == "member":
+        return "torch"
+    arg = lambda key: optimizer_argument(optimizer, key)  # noqa: E731
+    flags = []
+    if name == "momentum" and arg("nesterov"):
+        name = "nesterov"
+    if name == "rmsprop":
+        flags += ["centered"] * bool(arg("centered")) + ["momentum"] * (arg("momentum") > 0)
+    if name in ("adam", "adamw"):
+        flags += ["amsgrad"] * bool(arg("amsgrad"))
+    if name in ("nadam", "radam"):
+        flags += ["decoupled"] * bool(arg("decoupled_weight_decay"))
+    return "+".join([name, *flags])
+
+
+def order_key(kind: str) -> tuple[int, str]:
+    return RULES.index(kind.split("+")[0]), kind
+
+
+class _Member:
+    """One member's hyperparameters as Python floats, for a formula torch evaluates in Python."""
+
+    def __init__(self, values: dict[str, list[float]], i: int):
+        self._values, self._i = values, i
+
+    def __getattr__(self, name: str) -> float:
+        return self._values[name][self._i]
+
+
+class _Columns:
+    """Every member's hyperparameters as float64 [n, 1] tensors (the batched path)."""
+
+    def __init__(self, block: "Block"):
+        self._block = block
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        block = self._block
+        values = block.values[name]
+        if isinstance(values, torch.Tensor):
+            return values
+        cached = block.cache.get(name)
+        if cached is None or cached[0] is not values:  # rebuilt when the values are replaced
+            cached = block.cache[name] = (values, torch.tensor(values, dtype=torch.float64, device=block.device).unsqueeze(1))
+        return cached[1]
+
+
+def maximum(a: Any, b: Any) -> Any:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        like = a if isinstance(a, torch.Tensor) else b
+        return torch.maximum(torch.as_tensor(a).to(like), torch.as_tensor(b).to(like))
+    return max(a, b)
+
+
+def where(condition: Any, a: Any, b: Any) -> Any:
+    if isinstance(condition, torch.Tensor):
+        return torch.where(condition, a, b)
+    return a if condition else b
 
 
 @dataclass
 class Block:
-    """The members of one optimizer kind: rows [start, stop) of the stacked tensors."""
+    """The members of one update rule: rows [start, stop) of the stacked tensors."""
 
     kind: str
     start: int
     stop: int
-    hp: dict[str, torch.Tensor] = field(default_factory=dict)  # [n, 1]
-    state: dict[str, torch.Tensor] = field(default_factory=dict)  # [n, P]
+    exact: bool
+    values: dict[str, Any] = field(default_factory=dict)  # per member: Python floats (or a float64 column)
+    hp: dict[str, torch.Tensor] = field(default_factory=dict)  # [n, 1] float32 columns
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # [n, P] (or [n, 1]) tensors
+    members: list[Any] = field(default_factory=list)  # "torch": each member's own optimizer
+    device: torch.device = torch.device("cpu")
+    cache: dict[str, Any] = field(default_factory=dict)  # float64 columns of `values`
+
+    @property
+    def rule(self) -> str:
+        return self.kind.split("+")[0]
+
+    def has(self, flag: str) -> bool:
+        return flag in self.kind.split("+")[1:]
+
+    def column(self, values: Sequence[float]) -> torch.Tensor:
+        """Python values -> a float32 [n, 1] column, each rounded as torch rounds a scalar."""
+        return torch.tensor(list(values), dtype=torch.float32, device=self.device).unsqueeze(1)
+
+    def scalar(self, formula: Callable[[Any], Any]) -> torch.Tensor:
+        """`formula` of each member's hyperparameters (`h.lr`, `h.beta1`, ...) as a float32 column.
+
+        Exact: evaluated per member with Python floats, as torch.optim does. Otherwise once, on
+        float64 columns (close, and one kernel for any number of members).
+        """
+        if self.exact:
+            return self.column([formula(_Member(self.values, i)) for i in range(self.stop - self.start)])
+        value = torch.as_tensor(formula(_Columns(self)), dtype=torch.float64, device=self.device)
+        return value.expand(self.stop - self.start, 1).float()
+
+    def select(self, rows: torch.Tensor, start: int) -> None:
+        """Keep only the block's rows `rows` (positions within the block); it now starts at `start`."""
+        kept = rows.tolist()
+        self.values = {
+            k: v.index_select(0, rows) if isinstance(v, torch.Tensor) else [v[i] for i in kept] for k, v in self.values.items()
+        }
+        self.hp = {k: v.index_select(0, rows) for k, v in self.hp.items()}
+        self.state = {k: v.index_select(0, rows) for k, v in self.state.items()}
+        self.members = [self.members[i] for i in kept] if self.members else []
+        self.start, self.stop = start, start + len(kept)
 
 
-def make_block(kind: str, start: int, optimizers: Sequence[Mapping[str, Any]], n_params: int, device: torch.device) -> Block:
+# The hyperparameters each rule reads, as (column name, constructor argument, position).
+_READS: dict[str, tuple[tuple[str, str, int | None], ...]] = {
+    "sgd": (("weight_decay", "weight_decay", None),),
+    "momentum": (("weight_decay", "weight_decay", None), ("momentum", "momentum", None), ("dampening", "dampening", None)),
+    "adagrad": (("weight_decay", "weight_decay", None), ("eps", "eps", None), ("lr_decay", "lr_decay", None),
+                ("initial_accumulator_value", "initial_accumulator_value", None)),
+    "rmsprop": (("weight_decay", "weight_decay", None), ("alpha", "alpha", None), ("eps", "eps", None), ("momentum", "momentum", None)),
+    "adam": (("weight_decay", "weight_decay", None), ("beta1", "betas", 0), ("beta2", "betas", 1), ("eps", "eps", None)),
+    "adadelta": (("weight_decay", "weight_decay", None), ("rho", "rho", None), ("eps", "eps", None)),
+    "nadam": (("weight_decay", "weight_decay", None), ("beta1", "betas", 0), ("beta2", "betas", 1), ("eps", "eps", None),
+              ("momentum_decay", "momentum_decay", None)),
+    "asgd": (("weight_decay", "weight_decay", None), ("lambd", "lambd", None), ("alpha", "alpha", None), ("t0", "t0", None)),
+    "rprop": (("eta_minus", "etas", 0), ("eta_plus", "etas", 1), ("step_size_min", "step_sizes", 0), ("step_size_max", "step_sizes", 1)),
+}
+_READS["nesterov"] = _READS["momentum"]
+_READS["adamw"] = _READS["adamax"] = _READS["adam"]
+_READS["radam"] = _READS["adam"]
+
+
+def make_block(kind: str, start: int, optimizers: Sequence[Mapping[str, Any]], exact: bool, device: torch.device) -> Block:
     """The block for `optimizers` (the `optimizer` tables of its members, all of `kind`)."""
-    block = Block(kind, start, start + len(optimizers))
-
-    def column(key: str, dtype: torch.dtype = torch.float32, of: Callable[[Any], float] = float) -> torch.Tensor:
-        values = [of(optimizer_argument(o, key)) for o in optimizers]
-        return torch.tensor(values, dtype=dtype, device=device).unsqueeze(1)
-
-    hp = block.hp
-    hp["weight_decay"] = column("weight_decay")
-    if kind in ("momentum", "nesterov"):
-        hp["momentum"] = column("momentum")
-    if kind in ("adagrad", "rmsprop", "adam", "adamw"):
-        hp["eps"] = column("eps")
-    if kind == "rmsprop":
-        hp["alpha"] = column("alpha")
-        hp["one_minus_alpha"] = column("alpha", of=lambda a: 1 - a)
-    if kind in ("adam", "adamw"):
-        hp["beta1"] = column("betas", torch.float64, lambda b: b[0])
-        hp["beta2"] = column("betas", torch.float64, lambda b: b[1])
-        hp["one_minus_beta1"] = column("betas", of=lambda b: 1 - b[0])
-        hp["beta2_f32"] = column("betas", of=lambda b: b[1])
-        hp["one_minus_beta2"] = column("betas", of=lambda b: 1 - b[1])
-    for name in STATES.get(kind, ()):
-        block.state[name] = torch.zeros((len(optimizers), n_params), device=device)
+    block = Block(kind, start, start + len(optimizers), exact, device=device)
+    for name, argument, position in _READS.get(block.rule, ()):
+        values = [optimizer_argument(o, argument) for o in optimizers]
+        block.values[name] = [float(v if position is None else v[position]) for v in values]
+    # Columns torch uses as Python scalars cast to float32 (one minus a value in double first).
+    for name, values in list(block.values.items()):
+        block.hp[name] = block.column(values)
+    for name in ("alpha", "beta1", "beta2", "dampening", "rho"):
+        if name in block.values:
+            block.hp[f"one_minus_{name}"] = block.column([1 - v for v in block.values[name]])
     return block
 
 
 def set_learning_rates(block: Block, lrs: Sequence[float]) -> None:
     """The block's members' current learning rates (their schedulers' values)."""
-    hp = block.hp
-    hp["lr"] = torch.tensor(list(lrs), dtype=torch.float64, device=hp["weight_decay"].device).unsqueeze(1)
-    hp["neg_lr"] = (-hp["lr"]).float()
-    if block.kind == "adamw":
-        # torch: param.mul_(1 - lr * weight_decay), computed in double precision
-        hp["decay"] = (1 - hp["lr"] * hp["weight_decay"].double()).float()
-
-
-def select(block: Block, local_rows: torch.Tensor, start: int) -> None:
-    """Keep only the block's rows `local_rows` (positions within the block); it now starts at `start`."""
-    block.hp = {k: v.index_select(0, local_rows) for k, v in block.hp.items()}
-    block.state = {k: v.index_select(0, local_rows) for k, v in block.state.items()}
-    block.start, block.stop = start, start + len(local_rows)
-
-
-def step(block: Block, param: torch.Tensor, grad: torch.Tensor, step_number: int) -> None:
-    """One optimizer step of the block's rows `param` [n, P] (in place), given `grad` [n, P]."""
-    _RULES[block.kind](block, param, grad, step_number)
-
-
-def _with_weight_decay(param: torch.Tensor, grad: torch.Tensor, block: Block) -> torch.Tensor:
-    # torch: grad = grad.add(param, alpha=weight_decay), skipped when it is 0; 0 * param adds 0.
-    return torch.addcmul(grad, block.hp["weight_decay"], param)
-
-
-def _sgd(block: Block, param: torch.Tensor, grad: torch.Tensor, _: int) -> None:
-    grad = _with_weight_decay(param, grad, block)
-    param.addcmul_(block.hp["neg_lr"], grad)
-
-
-def _momentum(block: Block, param: torch.Tensor, grad: torch.Tensor, _: int) -> None:
-    grad = _with_weight_decay(param, grad, block)
-    buf = block.state["buf"]
-    mu = block.hp["momentum"]
-    # torch starts the buffer as a copy of the first gradient; 0 * mu + grad is that copy.
-    buf.mul_(mu).add_(grad)
-    grad = torch.addcmul(grad, mu, buf) if block.kind == "nesterov" else buf
-    param.addcmul_(block.hp["neg_lr"], grad)
-
-
-def _adagrad(block: Block, param: torch.Tensor, grad: torch.Tensor, _: int) -> None:
-    grad = _with_weight_decay(param, grad, block)
-    state_sum = block.state["sum"]
-    state_sum.addcmul_(grad, grad)
-    std = state_sum.sqrt().add_(block.hp["eps"])
-    param.addcdiv_(block.hp["neg_lr"] * grad, std)
-
-
-def _rmsprop(block: Block, param: torch.Tensor, grad: torch.Tensor, _: int) -> None:
-    grad = _with_weight_decay(param, grad, block)
-    square_avg = block.state["square_avg"]
-    square_avg.mul_(block.hp["alpha"]).addcmul_(block.hp["one_minus_alpha"] * grad, grad)
-    avg = square_avg.sqrt().add_(block.hp["eps"])
-    param.addcdiv_(block.hp["neg_lr"] * grad, avg)
-
-
-def _adam(block: Block, param: torch.Tensor, grad: torch.Tensor, step_number: int) -> None:
-    hp = block.hp
-    if block.kind == "adamw":
-        param.mul_(hp["decay"])
-    else:
-        grad = _with_weight_decay(param, grad, block)
-    exp_avg, exp_avg_sq = block.state["exp_avg"], block.state["exp_avg_sq"]
-    exp_avg.lerp_(grad, hp["one_minus_beta1"])
-    exp_avg_sq.mul_(hp["beta2_f32"]).addcmul_(hp["one_minus_beta2"] * grad, grad)
-    # Bias corrections in double precision, as torch computes them with Python floats.
-    t = float(step_number)
-    bias_correction1 = 1 - hp["beta1"] ** t
-    bias_correction2_sqrt = (1 - hp["beta2"] ** t) ** 0.5
-    neg_step_size = (-(hp["lr"] / bias_correction1)).float()
-    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt.float()).add_(hp["eps"])
-    param.addcdiv_(neg_step_size * exp_avg, denom)
-
-
-_RULES: dict[str, Callable[[Block, torch.Tensor, torch.Tensor, int], None]] = {
-    "sgd": _sgd,
-    "momentum": _momentum,
-    "nesterov": _momentum,
-    "adagrad": _adagrad,
-    "rmsprop": _rmsprop,
-    "adam": _adam,
-    "adamw": _adam,
-}
+    block.values["lr"] = [float(lr) for lr in lrs]
+    block.hp["neg_lr"] = block.column([-lr for lr in block.values["lr"]])
+    if block.rule in ("adamw",) or block.has("decoupled"):
+        # torch: param.mul_(1 - lr * weight_decay), both Python floats
+        block.hp["decay"] = block.scalar(lambda h: 1 - h.lr * h.weight_decay)

@@ -57,8 +57,8 @@ def test_range_order_error_names_file_key_rule_and_values() -> None:
 def test_misspelt_optimizer_lists_the_valid_ones() -> None:
     text = TINY_STUDY.replace('["sgd", "adam"]', '["sgd", "adamm"]')
     assert error_of(text) == (
-        "x.toml: space.optimizer[1]: input should be 'sgd', 'momentum', 'adagrad', 'rmsprop', "
-        "'adam' or 'adamw', got 'adamm'"
+        "x.toml: space.optimizer: must be one of sgd, momentum, adagrad, rmsprop, adam, adamw, adadelta, "
+        "adamax, nadam, radam, asgd, rprop, adafactor, muon, lbfgs, newton, cg or 'package.module:Class', got 'adamm'"
     )
 
 
@@ -81,7 +81,7 @@ def test_unknown_key_lists_the_valid_keys() -> None:
         ('name = "digits"', 'name = "mnits"', "x.toml: data.name: unknown dataset 'mnits'; use one of digits, linear, mnist, fashion-mnist, cifar10, synthetic-mnist, synthetic-cifar10 or 'package.module:factory'"),
         ('sampler = "random"', 'sampler = "grid"', "x.toml: search.sampler: grid needs every space key to be a list or a fixed value, got a range for space.lr; list its values instead"),
         ("log = true }", "log = true }\nwarmup_epochs = [0, 2]", "x.toml: space.warmup_epochs: must be < train.epochs (2), got 2"),
-        ("log = true }", "log = true }\nmomentum = 0.9", "x.toml: space.momentum: applies only to momentum, none of which is in space.optimizer or space.schedule; remove the key or add one of them"),
+        ("log = true }", "log = true }\nmomentum = 0.9", "x.toml: space.momentum: applies only to momentum, muon, none of which is in space.optimizer or space.schedule; remove the key or add one of them"),
         ("log = true }", "log = true }\ngamma = 0.5", "x.toml: space.gamma: applies only to step, exponential, none of which is in space.optimizer or space.schedule; remove the key or add one of them"),
         ('name = "tiny"', 'name = "tiny"\nmetric = "mse"', "x.toml: study.metric: mse needs a regression problem, but data 'digits' has class labels, got metric='mse'; use 'accuracy' or 'loss'"),
         ('name = "tiny"', 'name = "tiny"\ndirection = "minimize"', "x.toml: study.direction: accuracy is maximized, got direction='minimize'; remove the key or change study.metric"),
@@ -112,3 +112,58 @@ def test_overrides_are_validated_again() -> None:
     assert spec.with_overrides(n_trials=None) is spec
     with pytest.raises(SpecError, match="command line: search.sampler: input should be"):
         spec.with_overrides(sampler="nope")
+
+
+ADAM_TABLE = "\n[space.optimizers.adam]\nlr = { low = 1e-5, high = 1e-2, log = true }\namsgrad = [false, true]\n"
+
+
+def test_an_optimizer_table_holds_that_optimizers_own_ranges() -> None:
+    spec = parse_study_file(TINY_STUDY + ADAM_TABLE, "x.toml").spec
+    assert spec.space.optimizers == {"adam": {"lr": FloatRange(low=1e-5, high=1e-2, log=True), "amsgrad": [False, True]}}
+    assert spec.space.lr == FloatRange(low=1e-3, high=0.3, log=True)  # still every other optimizer's
+    again = spec.with_overrides(n_trials=7)
+    assert again.space.optimizers == spec.space.optimizers
+
+
+def test_lr_may_live_in_every_optimizers_table_instead() -> None:
+    text = TINY_STUDY.replace("lr = { low = 1e-3, high = 0.3, log = true }\n", "") + ADAM_TABLE
+    assert error_of(text) == (
+        "x.toml: space.lr: required key is missing; set it here or in the table of each optimizer (none for sgd)"
+    )
+    text += "\n[space.optimizers.sgd]\nlr = 0.1\n"
+    assert parse_study_file(text, "x.toml").spec.space.lr is None
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ("[space.optimizers.adam]\nrho = 0.9\n", "x.toml: space.optimizers.adam.rho: unknown key; adam takes lr, beta1, beta2, eps, weight_decay, amsgrad"),
+        ("[space.optimizers.adam]\nbeta1 = 1.5\n", "x.toml: space.optimizers.adam.beta1: must be in [0, 1), got 1.5"),
+        ("[space.optimizers.adam]\nlr = { low = 1, high = 0.1 }\n", "x.toml: space.optimizers.adam.lr: low must be < high, got low=1 high=0.1"),
+        ("[space.optimizers.adagrad]\nlr = 0.1\n", "x.toml: space.optimizers.adagrad: adagrad is not in space.optimizer; add it there or remove the table"),
+        ('[space.optimizers."a.b:C"]\nlr = 0.1\n', 'x.toml: space.optimizers."a.b:C": a.b:C is not in space.optimizer; add it there or remove the table'),
+        ("[space.optimizers.lion]\nlr = 0.1\n", "x.toml: space.optimizers.lion: unknown optimizer 'lion'; use one of sgd, momentum, adagrad, rmsprop, adam, adamw, adadelta, adamax, nadam, radam, asgd, rprop, adafactor, muon, lbfgs, newton, cg or 'package.module:Class'"),
+        ('[space.optimizers."a.b:C"]\nparams = 1\n', 'x.toml: space.optimizers."a.b:C".params: must name a keyword argument of the class, got \'params\''),
+        ('[space.optimizers."a.b:C"]\nbeta = { low = 0.9, high = 0.1 }\n', 'x.toml: space.optimizers."a.b:C".beta: low must be < high, got low=0.9 high=0.1'),
+        ('[space.optimizers."a.b:C"]\nbeta = [[1, 2]]\n', 'x.toml: space.optimizers."a.b:C".beta: must be a number, flag or word (or a range or list of them), got [1, 2]'),
+        ("[space.optimizers.rmsprop]\nmomentum = 1.0\n", "x.toml: space.optimizers.rmsprop.momentum: must be in [0, 1), got 1"),
+    ],
+)
+def test_table_errors_name_the_table_key_rule_and_value(table: str, message: str) -> None:
+    text = TINY_STUDY.replace('optimizer = ["sgd", "adam"]', 'optimizer = ["sgd", "adam", "rmsprop", "a.b:C"]')
+    if "adagrad" in table or '"a.b:C"]\nlr' in table:
+        text = TINY_STUDY
+    assert error_of(text + "\n" + table) == message
+
+
+def test_new_optimizers_and_schedules_validate_their_keys() -> None:
+    base = TINY_STUDY.replace('optimizer = ["sgd", "adam"]', 'optimizer = ["adadelta", "rprop", "lbfgs", "cg"]')
+    ok = base + 'rho = { low = 0.8, high = 0.95 }\neta_plus = 1.3\nline_search = ["strong_wolfe", "none"]\nmethod = "fletcher-reeves"\n'
+    ok += 'schedule = ["one-cycle", "plateau", "cosine-restarts"]\npct_start = 0.25\npatience = [1, 2]\nT_0 = 2\n'
+    spec = parse_study_file(ok, "x.toml").spec
+    assert spec.space.method == "fletcher-reeves" and spec.space.patience == [1, 2]
+    assert error_of(base + "eta_plus = 0.9\n") == "x.toml: space.eta_plus: must be > 1, got 0.9"
+    assert error_of(base + 'line_search = "backtracking"\n') == "x.toml: space.line_search: must be one of 'strong_wolfe', 'none', got 'backtracking'"
+    assert error_of(base + "amsgrad = true\n") == (
+        "x.toml: space.amsgrad: applies only to adam, adamw, none of which is in space.optimizer or space.schedule; remove the key or add one of them"
+    )
