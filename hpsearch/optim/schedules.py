@@ -2,8 +2,8 @@
 
 Durations in the `schedule` table (`step_size`, `T_max`, `T_0`, `total_iters`, `total_steps`,
 `warmup_epochs`) are in epochs; given `steps_per_epoch`, they are scaled so the scheduler can
-be stepped once per batch (one-cycle's phases then end within a batch of where the per-epoch
-ones end). Reduce-on-plateau is the exception: it is stepped with the validation metric,
+be stepped once per batch (one-cycle's phases then no longer end on epoch boundaries).
+Reduce-on-plateau is the exception: it is stepped with the validation metric,
 once per epoch (`scheduler.step(value)`), however it is built.
 """
 

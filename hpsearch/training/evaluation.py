@@ -1,9 +1,11 @@
 """The validation metric, computed the same way for one model and for the K members of a cohort.
 
 The validation set goes through the model in chunks that bound memory (`EVAL_EXAMPLES`
-examples times members per forward pass, so a cohort of K takes chunks K times smaller);
-each example's value is kept and each member's values are summed once, at the end. The chunk
-size therefore never changes a metric, not even in its last bit.
+examples times members per forward pass, so a batched cohort of K takes chunks K times
+smaller); each example's value is kept and each member's values are summed once, at the end,
+so the summation never depends on the chunks. The outputs can: a matrix product's rounding
+may depend on how many rows it has (a 64 -> 1 linear layer does), which is why the cohort's
+exact path evaluates each member alone (`members=1`), in the chunks the reference engine uses.
 """
 
 from __future__ import annotations

@@ -50,3 +50,18 @@ def test_compare_needs_two_optimizers(write_study) -> None:
     result = CliRunner().invoke(cli, ["compare", str(spec), "--budget", "2"])
     assert result.exit_code == 1
     assert result.stderr.strip() == f"Error: {spec}: space.optimizer: compare needs at least two optimizers, got ['adam']"
+
+
+def test_each_optimizers_study_keeps_its_own_keys_and_table(write_study, sqlite_url) -> None:
+    text = TINY_STUDY.replace('optimizer = ["sgd", "adam"]', 'optimizer = ["momentum", "adam"]') + (
+        "momentum = {low = 0.5, high = 0.95}\nbeta1 = {low = 0.8, high = 0.95}\n"
+        "\n[space.optimizers.adam]\nlr = { low = 1e-4, high = 1e-3, log = true }\namsgrad = [false, true]\n"
+    )
+    result = CliRunner().invoke(cli, ["compare", str(write_study(text)), "--budget", "2", "--seeds", "2", "--storage", sqlite_url])
+    assert result.exit_code == 0, result.output
+    adam = optuna.load_study(study_name="tiny-adam", storage=sqlite_url).trials
+    assert all(set(t.params) == {"adam.lr", "adam.amsgrad", "beta1"} and 1e-4 <= t.params["adam.lr"] <= 1e-3 for t in adam)
+    momentum = optuna.load_study(study_name="tiny-momentum", storage=sqlite_url).trials
+    assert all(set(t.params) == {"lr", "momentum"} for t in momentum)
+    seeds = optuna.load_study(study_name="tiny-seeds", storage=sqlite_url).trials
+    assert {t.user_attrs["compare_optimizer"] for t in seeds} == {"momentum", "adam"} and len(seeds) == 4
