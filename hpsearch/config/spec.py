@@ -57,6 +57,11 @@ DATASETS = (
     "synthetic-cifar10",
 )
 REGRESSION_DATASETS = ("linear",)
+# [train] loss -> the task it fits; a "package.module:function" loss fits either.
+LOSS_TASKS = {"cross-entropy": "classification", "nll": "classification", "mse": "regression", "huber": "regression", "smooth-l1": "regression"}
+DEFAULT_LOSS = {"classification": "cross-entropy", "regression": "mse"}
+LOSS_OPTIONS = {"cross-entropy": ("label_smoothing",), "nll": (), "mse": (), "huber": ("delta",), "smooth-l1": ("beta",)}
+SPLIT_SEED = 20_240_601  # the validation split never changes between runs or trials
 # metric -> the direction it is optimized in
 METRICS = {"accuracy": "maximize", "mse": "minimize", "loss": "minimize"}
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -83,7 +88,10 @@ class DataSection(Section):
     name: str = "digits"
     dir: str | None = None  # where mnist / fashion-mnist / cifar10 files are
     validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None  # held out, scored only by export --confirm
     limit: Annotated[int, Field(ge=10)] | None = None  # use at most this many examples
+    split_seed: int = SPLIT_SEED  # the permutation the split (and limit) cut
+    standardize: bool = True  # images [N, C, H, W]: per channel, with training-set statistics
     options: dict[str, Any] = {}  # keyword arguments for a `module:factory` dataset
 
     @field_validator("name")
@@ -91,11 +99,52 @@ class DataSection(Section):
     def _known(cls, name: str) -> str:
         return _check_name(name, DATASETS, "dataset")
 
+    @model_validator(mode="after")
+    def _room(self) -> "DataSection":
+        held_out = self.validation_fraction + (self.test_fraction or 0)
+        if held_out >= 1:
+            raise ValueError(
+                f"data.test_fraction: validation_fraction + test_fraction must be < 1 to leave "
+                f"training examples, got {self.validation_fraction:g} + {self.test_fraction:g}"
+            )
+        return self
+
 
 class TrainSection(Section):
     epochs: Annotated[int, Field(ge=1)] = 10
     batch_size: BatchSizeValue | None = None  # default 128, or searched in [space]
     seed: int = 0  # data order; each trial's init seed derives from it and the trial number
+    loss: str | None = None  # cross-entropy | nll | mse | huber | smooth-l1 | "package.module:function"
+    loss_options: dict[str, Any] = {}  # keyword arguments of the loss
+    function: str | None = None  # "package.module:function": the study's own training loop
+    options: dict[str, Any] = {}  # keyword arguments for train.function
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, loss: str | None) -> str | None:
+        return None if loss is None else _check_name(loss, tuple(LOSS_TASKS), "loss")
+
+    @field_validator("function")
+    @classmethod
+    def _importable(cls, function: str | None) -> str | None:
+        if function is not None and not FACTORY_PATTERN.match(function):
+            raise ValueError(f"train.function: expected 'package.module:function', got {function!r}")
+        return function
+
+    @model_validator(mode="after")
+    def _options(self) -> "TrainSection":
+        if self.loss in LOSS_OPTIONS:
+            unknown = sorted(set(self.loss_options) - set(LOSS_OPTIONS[self.loss]))
+            if unknown:
+                takes = ", ".join(LOSS_OPTIONS[self.loss]) or "no options"
+                raise ValueError(f"train.loss_options: {self.loss} takes {takes}, got {', '.join(unknown)}")
+        elif self.loss is None and self.loss_options:
+            raise ValueError("train.loss_options: set train.loss too; the options belong to the loss it names")
+        if self.function is None and self.options:
+            raise ValueError("train.options: keyword arguments for train.function, which is not set")
+        if self.function is not None and self.loss is not None:
+            raise ValueError("train.loss: train.function computes its own loss; remove train.loss")
+        return self
 
 
 class SearchSection(Section):
@@ -156,7 +205,7 @@ class Space(Section):
 
 class StudySpec(Section):
     study: StudySection
-    model: ModelSection
+    model: ModelSection | None = None  # required unless train.function trains its own model
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection = Field(default_factory=TrainSection)
     search: SearchSection = Field(default_factory=SearchSection)
@@ -200,6 +249,52 @@ class StudySpec(Section):
                     f"value, got a range for space.{ranged[0]}; list its values instead"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _trainable(self) -> "StudySpec":
+        """The rules between [model], [data], [train] and the metric."""
+        if self.train.function is not None:
+            if self.model is not None:
+                raise ValueError("model: train.function builds its own model; remove [model] (pass settings in train.options)")
+            if "data" in self.model_fields_set:
+                raise ValueError("data: train.function loads its own data; remove [data] (pass settings in train.options)")
+            if self.study.metric is None:
+                raise ValueError(
+                    "study.metric: say what train.function reports and returns: accuracy, mse or loss"
+                )
+            return self
+        if self.model is None:
+            raise ValueError("model: required section is missing (or set train.function to train with your own loop)")
+        loss, task = self.train.loss, self.task
+        if loss in LOSS_TASKS and task is not None and LOSS_TASKS[loss] != task:
+            fits = " or ".join(n for n, t in LOSS_TASKS.items() if t == task)
+            raise ValueError(
+                f"train.loss: {loss} is a {LOSS_TASKS[loss]} loss, but {self._task_reason}; use {fits}"
+            )
+        return self
+
+    @property
+    def task(self) -> str | None:
+        """classification or regression, when the metric, the data or the loss says which."""
+        if self.study.metric == "accuracy" or (self.data.name in DATASETS and self.data.name not in REGRESSION_DATASETS):
+            return "classification"
+        if self.study.metric == "mse" or self.data.name in REGRESSION_DATASETS:
+            return "regression"
+        return None
+
+    @property
+    def _task_reason(self) -> str:
+        if self.study.metric in ("accuracy", "mse"):
+            return f"study.metric is {self.study.metric}"
+        return f"data {self.data.name} has {'class labels' if self.task == 'classification' else 'regression targets'}"
+
+    @property
+    def trains(self) -> str:
+        """What trains, in words: "model mlp on data digits" or "train.function pkg.mod:run"."""
+        if self.train.function is not None:
+            return f"train.function {self.train.function}"
+        assert self.model is not None
+        return f"model {self.model.name} on data {self.data.name}"
 
     @property
     def metric(self) -> str:

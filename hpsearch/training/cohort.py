@@ -157,7 +157,7 @@ class Cohort:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One batch for every member; returns the members' losses [K] (not synchronised)."""
         self.grad.zero_()
-        losses = member_losses(self._outputs(x), y, self.data.task, self.exact)
+        losses = member_losses(self._outputs(x), y, self.data.loss, self.exact)
         losses.sum().backward()
         with torch.no_grad():
             self.step += 1
@@ -173,7 +173,7 @@ class Cohort:
         self._set_learning_rates()
 
     def evaluate(self, metric: str) -> list[float]:
-        return validation_metric(self._outputs, self.data, metric, members=self.theta.shape[0])
+        return validation_metric(self._outputs, self.data, metric, members=self.theta.shape[0], stacked=True)
 
 
 # -- the engine ---------------------------------------------------------------------------------

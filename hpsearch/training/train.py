@@ -47,7 +47,7 @@ def train(
         for index in batch_order(data.n_train, batch_size, int(config["data_seed"]), epoch, device):
             with autocast(device, precision):
                 outputs = model(data.x_train[index])
-            loss = training_loss(outputs.float(), data.y_train[index], data.task)
+            loss = training_loss(outputs.float(), data.y_train[index], data.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

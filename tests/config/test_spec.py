@@ -64,7 +64,7 @@ def test_misspelt_optimizer_lists_the_valid_ones() -> None:
 
 def test_unknown_key_lists_the_valid_keys() -> None:
     text = TINY_STUDY.replace("epochs = 2", "epochs = 2\nepoch = 3")
-    assert error_of(text) == "x.toml: train.epoch: unknown key; valid keys are epochs, batch_size, seed"
+    assert error_of(text) == "x.toml: train.epoch: unknown key; valid keys are epochs, batch_size, seed, loss, loss_options, function, options"
     text = TINY_STUDY.replace("low = 1e-3, high = 0.3, log = true", "low = 1e-3, high = 0.3, logg = true")
     assert error_of(text) == "x.toml: space.lr.logg: unknown key; valid keys are low, high, log, step"
 
