@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
+import sysconfig
 import traceback
 from typing import Any, Callable
 
 from ..errors import HpsearchError
+
+FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def check_name(name: str, known: tuple[str, ...], what: str) -> str:
+    """`name` if it is one of `known` or a `package.module:attribute`; else a ValueError."""
+    if name in known or FACTORY_PATTERN.match(name):
+        return name
+    raise ValueError(
+        f"unknown {what} {name!r}; use one of {', '.join(known)} or 'package.module:factory'"
+    )
 
 
 def load_factory(name: str, where: str, error: type[HpsearchError]) -> Callable[..., Any]:
@@ -44,10 +57,15 @@ def user_frames(error: BaseException) -> list[traceback.FrameSummary]:
     return [f for f in frames if not os.path.abspath(f.filename).startswith(_PACKAGE + os.sep) and "importlib" not in f.filename]
 
 
+_LIBRARIES = tuple({os.path.abspath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "purelib", "platlib")})
+
+
 def raised_in_user_code(error: BaseException, what: str) -> str:
-    """One line: `what` raised TypeError: ... (at models.py:12 in __init__)."""
+    """One line: `what` raised TypeError: ... (at models.py:12 in __init__), naming the
+    innermost line of the user's own code (not torch's, which the traceback still shows)."""
     frames = user_frames(error)
-    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    own = [f for f in frames if not os.path.abspath(f.filename).startswith(_LIBRARIES)] or frames
+    where = f" (at {os.path.basename(own[-1].filename)}:{own[-1].lineno} in {own[-1].name})" if own else ""
     return f"{what} raised {type(error).__name__}: {error}{where}"
 
 

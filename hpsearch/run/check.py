@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
+
+import optuna
 
 from ..config.batches import typical_batch
 from ..config.space import describe
@@ -77,7 +80,9 @@ def check_study(
     """Check a study as a launch would use it; raises the HpsearchError a launch would."""
     file = study_file if isinstance(study_file, StudyFile) else load_study_file(study_file)
     spec = file.spec
-    sampler = make_sampler(spec)
+    with warnings.catch_warnings():  # TPE's group option is "experimental"; a check need not say so
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = make_sampler(spec)
     pruner = make_pruner(spec.search, spec.train.epochs)
     report = CheckReport(file, _described(sampler, spec.search.sampler_options), _described(pruner, spec.search.pruner_options))
     if quick:
