@@ -76,17 +76,18 @@ model = Net()
 optimizer, scheduler = hpsearch.build_optimizer(model.parameters(), config)
 batches = hpsearch.BatchOrder(len(x_train), config["batch_size"], config["data_seed"])
 loader = DataLoader(TensorDataset(x_train, y_train), batch_sampler=batches, generator=torch.Generator())
-curve = []
+curve, total = [], 0.0
 for epoch in range(config["epochs"]):
     model.train()
     for inputs, targets in loader:
         loss = F.nll_loss(model(inputs), targets)
+        total += float(loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     scheduler.step()
     curve.append(hpsearch.evaluate(model, x_val, y_val, bundle["metric"]))
-print(json.dumps({"curve": curve, "loss": recipe["loss"], "optuna": "optuna" in sys.modules}))
+print(json.dumps({"curve": curve, "total": total, "loss": recipe["loss"], "optuna": "optuna" in sys.modules}))
 """
 
 
@@ -120,3 +121,9 @@ def test_another_project_reproduces_a_trial_exactly_with_a_dataloader(tmp_path) 
     reproduced = json.loads(out.stdout.strip().splitlines()[-1])
     assert reproduced["optuna"] is False and reproduced["loss"] == "nll"
     assert reproduced["curve"] == searched  # bit for bit, every epoch
+
+    # Without its own generator the DataLoader draws from torch's, and dropout's masks move.
+    (project / "train.py").write_text(textwrap.dedent(ELSEWHERE).replace(", generator=torch.Generator())", ")"))
+    out = subprocess.run([sys.executable, "train.py"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["total"] != reproduced["total"]

@@ -135,3 +135,23 @@ def test_the_loss_must_fit_the_task() -> None:
     with pytest.raises(DataError, match=r"train.loss: nll needs class labels, but data linear has floating-point targets; use mse or huber or smooth-l1"):
         resolve_loss("nll", "regression", data="data linear")
     assert resolve_loss(None, "classification").name == "cross-entropy" and resolve_loss(None, "regression").name == "mse"
+
+
+def test_classification_losses_with_options_are_the_same_in_both_engines(tmp_path) -> None:
+    (tmp_path / "focal.py").write_text(
+        "import torch.nn.functional as F\n"
+        "def focal(outputs, targets, gamma=2.0):\n"
+        "    logp = F.log_softmax(outputs, dim=1).gather(1, targets[:, None]).squeeze(1)\n"
+        "    return (-(1 - logp.exp()) ** gamma * logp).mean()\n"
+    )
+    data = load_dataset(DataSection(name="digits", limit=300), "loss")
+    make = model_factory(ModelSection(name="mlp"), data)
+    batch = configs(epochs=2, optimizers=OPTIMIZERS[::3], schedules=SCHEDULES[:1])
+    for name, options in (("cross-entropy", {"label_smoothing": 0.1}), ("focal:focal", {"gamma": 1.5})):
+        chosen = replace(data, loss=resolve_loss(name, "classification", options))
+        for metric in ("loss", "accuracy"):
+            for config, member in zip(batch, train_cohort(make, chosen, batch, metric)):
+                reference = train(make, chosen, config, metric)
+                assert [(e.metric, e.train_loss) for e in member.epochs] == [(e.metric, e.train_loss) for e in reference.epochs]
+    smoothed = train(make, replace(data, loss=resolve_loss("cross-entropy", "classification", {"label_smoothing": 0.1})), batch[0], "loss")
+    assert smoothed.metric != train(make, data, batch[0], "loss").metric  # the option reaches the loss
