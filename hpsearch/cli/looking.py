@@ -84,8 +84,9 @@ def _print_check(report: Any) -> None:
     if e:
         click.echo(
             f"Time: {1e3 * e['seconds_per_step']:.2f} ms per step at batch size {e['batch_size']} ({e['measured']}), "
-            f"{e['steps_per_epoch']} steps per epoch: about {_duration(e['seconds_per_trial'])} per trial, "
-            f"{_duration(e['seconds_for_study'])} for {e['n_trials']} trials on one worker (less with pruning)"
+            f"{e['steps_per_epoch']} steps per epoch: about {_duration(e['seconds_per_trial'])} of training per trial, "
+            f"{_duration(e['seconds_for_study'])} for {e['n_trials']} trials on one worker (training only: "
+            "less with pruning, more with the database's bookkeeping)"
         )
     else:
         click.echo("Time: not estimated (hpsearch does not run the study's own loop before a search)")

@@ -7,7 +7,8 @@ It validates the study file, builds the sampler and the pruner with their option
 the factories (or the study's own loop), loads the data, builds the model and runs one
 forward and backward step on the first examples (`training/contract.py`: outputs against the
 task and the loss), says which engine will train and why not cohorts, and times a training
-step to estimate the seconds per trial and for the whole study (pruning only shortens it).
+step to estimate the training seconds per trial and for the whole study (pruning shortens
+it; the database's bookkeeping, not counted, adds to it).
 A study with its own loop is imported and its signature checked; hpsearch does not run it
 before a search, so it cannot time it.
 """
