@@ -7,9 +7,17 @@ prints that line and exits non-zero; it never shows a traceback for these.
 
 
 class HpsearchError(Exception):
-    """An error the user can fix; its message is one self-contained line."""
+    """An error the user can fix; its message is one self-contained line.
+
+    `trace`, when the error was raised in the user's own code (a model's constructor, a data
+    factory), is that code's part of the traceback, for `hpsearch check` to show.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, trace: str | None = None):
+        super().__init__(message)
+        self.trace = trace
 
 
 class SpecError(HpsearchError):

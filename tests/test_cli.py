@@ -119,23 +119,45 @@ def test_diverging_trials_are_pruned_with_the_reason_and_the_search_goes_on(writ
 
 
 def test_trials_that_raise_fail_and_a_study_that_only_fails_stops(write_study, sqlite_url, tmp_path) -> None:
+    # The model passes the check before launch (one step) and fails from its second step on.
     (tmp_path / "badmodel.py").write_text(
+        "import torch\n"
+        "class Bad(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.w = torch.nn.Linear(64, 10); self.calls = 0\n"
+        "    def forward(self, x):\n"
+        "        self.calls += 1\n"
+        "        if self.calls > 1:\n"
+        "            raise RuntimeError('boom in forward')\n"
+        "        return self.w(x.flatten(1))\n"
+        "def make(shape, out):\n"
+        "    return Bad()\n"
+    )
+    spec = write_study(**{'name = "mlp"\nhidden = 16': 'name = "badmodel:make"', "n_trials = 4": "n_trials = 20"})
+    result = run("launch", spec, "--storage", sqlite_url, "--engine", "train")
+    assert result.exit_code == 1
+    assert "trials kept failing; the last error: RuntimeError: boom in forward" in result.stdout
+    study = optuna.load_study(study_name="tiny", storage=sqlite_url)
+    assert [t.state.name for t in study.trials] == ["FAIL"] * 5
+    assert study.trials[0].user_attrs["error"] == "RuntimeError: boom in forward"
+
+
+def test_a_model_that_cannot_take_a_step_stops_the_launch_before_anything_is_written(write_study, tmp_path) -> None:
+    (tmp_path / "brokenmodel.py").write_text(
         "import torch\n"
         "class Bad(torch.nn.Module):\n"
         "    def __init__(self):\n"
         "        super().__init__(); self.w = torch.nn.Linear(64, 10)\n"
         "    def forward(self, x):\n"
         "        raise RuntimeError('boom in forward')\n"
-        "def make(shape, out):\n"
-        "    return Bad()\n"
     )
-    spec = write_study(**{'name = "mlp"\nhidden = 16': 'name = "badmodel:make"', "n_trials = 4": "n_trials = 20"})
-    result = run("launch", spec, "--storage", sqlite_url)
-    assert result.exit_code == 1
-    assert "trials kept failing; the last error: RuntimeError: boom in forward" in result.stdout
-    study = optuna.load_study(study_name="tiny", storage=sqlite_url)
-    assert [t.state.name for t in study.trials] == ["FAIL"] * 5
-    assert study.trials[0].user_attrs["error"] == "RuntimeError: boom in forward"
+    spec = write_study(**{'name = "mlp"\nhidden = 16': 'name = "brokenmodel:Bad"'})
+    line = one_line_error(run("launch", spec))
+    assert line == (
+        "Error: model.name: brokenmodel:Bad: its forward on a batch of shape [8, 1, 8, 8] raised "
+        "RuntimeError: boom in forward (at brokenmodel.py:6 in forward)"
+    )
+    assert not Path("hpsearch.db").exists()
 
 
 @pytest.mark.parametrize(

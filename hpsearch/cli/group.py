@@ -60,7 +60,7 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+def table(rows: list[dict[str, Any]], columns: list[str], err: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -69,7 +69,7 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*[cell(row.get(c)) for c in columns])
-    Console(width=160).print(table)
+    Console(width=160, stderr=err).print(table)
 
 
 def cell(value: Any) -> str:

@@ -31,18 +31,32 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
 @click.argument("study")
 @click.option("--storage", help=STORAGE_HELP)
 @click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, help="How many of the best configs.")
+@click.option("--confirm", "seeds", type=click.IntRange(min=2), help="Re-train the top configs on this many fresh seeds and rank them by their mean.")
+@click.option("--device", help="For --confirm: cpu, cuda or cuda:N. Default: cuda when available, else cpu.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="For --confirm: where MNIST / CIFAR-10 files are.")
 @click.option("--format", "fmt", type=click.Choice(["json", "yaml", "toml"]), help="Default: from -o's extension, else json.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: standard output).")
-def export(study: str, storage: str | None, top: int, fmt: str | None, output: str | None) -> None:
-    """Write a study's best configs as a bundle: load_config() and build_optimizer() read it."""
-    from ..views.export import export_bundle, write_bundle
+def export(study: str, storage: str | None, top: int, seeds: int | None, device: str | None, data_dir: str | None, fmt: str | None, output: str | None) -> None:
+    """Write a study's best configs as a bundle: load_config() and build_optimizer() read it.
 
-    bundle = export_bundle(storage, study, top)
-    text = write_bundle(bundle, output, fmt)
+    With --confirm S the top configs are first re-trained on S fresh seeds; the bundle ranks
+    them by their mean and records each one's per-seed values, and its test scores when the
+    study holds a test set out.
+    """
+    from ..api import export as run
+
+    bundle = run(study, storage=storage, top=top, confirm=seeds, device=device, data_dir=data_dir, output=output, fmt=fmt, progress=lambda line: click.echo(line, err=True))
+    if seeds:
+        from ..views.export import confirmation_rows
+
+        rows = confirmation_rows(bundle)
+        table(rows, list(rows[0]), err=True)
     if output:
         click.echo(f"Wrote the best {len(bundle['configs'])} config(s) of {study} to {output}", err=True)
     else:
-        click.echo(text, nl=False)
+        from ..views.export import write_bundle
+
+        click.echo(write_bundle(bundle, None, fmt), nl=False)
 
 
 @cli.command()

@@ -4,9 +4,13 @@
     optimizer, scheduler = build_optimizer(model.parameters(), config)
 
 A bundle holds a format version, the study's metric and direction, the top-K trial configs
-with their values, and provenance (study, trial numbers, storage URL with the password
-masked, study-file sha256, versions, time). JSON, YAML or TOML, by file extension or
-`--format`. This module imports neither optuna nor torch.
+with their values and per-epoch curves (and, after `export --confirm S`, each config's
+per-seed validation and test values with their mean and std), `training`: everything needed
+to re-create a trial elsewhere (`recipe`: the model, the data with its limit, split fractions,
+split seed and standardisation, the batch order and init seeds, the loss, the engine and
+precision), and provenance (study, trial numbers, storage URL with the password masked,
+study-file sha256, versions, time). JSON, YAML or TOML, by file extension or `--format`. This
+module imports neither optuna nor torch.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .spec import DEFAULT_LOSS, StudySpec
 
 FORMAT = "hpsearch-config-bundle"
 VERSION = 1
@@ -81,6 +86,45 @@ def load_config(path: str | Path, rank: int = 0) -> dict[str, Any]:
     if not 0 <= rank < len(configs):
         raise ConfigError(f"{path}: rank {rank} is out of range; the bundle holds {len(configs)} configs (0..{len(configs) - 1})")
     return configs[rank]["config"]
+
+
+def recipe(spec: StudySpec) -> dict[str, Any]:
+    """How a study's trials were trained, in the words of the public functions that redo it."""
+    train = spec.train
+    if train.function is not None:
+        return {
+            "function": train.function,
+            "options": dict(train.options),
+            "epochs": train.epochs,
+            "init_seed": "config.seed: torch.manual_seed(config['seed']) before train.function is called",
+        }
+    assert spec.model is not None
+    data = spec.data
+    task = spec.task
+    loss = train.loss or (DEFAULT_LOSS[task] if task else "cross-entropy for class labels, mse for regression targets")
+    return {
+        "model": spec.model.model_dump(mode="json"),
+        "data": {
+            "name": data.name,
+            "options": dict(data.options),
+            "limit": data.limit,
+            "validation_fraction": data.validation_fraction,
+            "test_fraction": data.test_fraction,
+            "split_seed": data.split_seed,
+            "split": "hpsearch.split_indices(n, validation_fraction, test_fraction, limit, split_seed)",
+            "standardize": data.standardize,
+            "normalisation": (
+                "images [N, C, H, W]: per channel, with the training split's mean and std (hpsearch.standardize)"
+                if data.standardize else "none"
+            ),
+        },
+        "batch_order": "hpsearch.BatchOrder(n_train, config['batch_size'], config['data_seed']): one permutation per epoch",
+        "init_seed": "config.seed: hpsearch.seed_trial(config), i.e. torch.manual_seed, right before the model is built",
+        "loss": loss,
+        "loss_options": dict(train.loss_options),
+        "epochs": train.epochs,
+        "schedule_steps": "once per epoch, after its last batch",
+    }
 
 
 def without_none(value: Any) -> Any:

@@ -15,7 +15,6 @@ choice and a bare value is fixed. No optuna and no torch here.
 from __future__ import annotations
 
 import hashlib
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,25 +23,24 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ..errors import SpecError
+from .factories import check_name
+from .sections import (  # noqa: F401  (DEFAULT_LOSS, SPLIT_SEED: part of what a spec means)
+    DATASETS,
+    DEFAULT_LOSS,
+    LOSS_TASKS,
+    REGRESSION_DATASETS,
+    SPLIT_SEED,
+    DataSection,
+    TrainSection,
+)
 from .space_section import Space
-from .values import BatchSizeValue, Section, fmt, values_of
+from .values import Section, fmt, values_of
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "grid")
 PRUNERS = ("none", "median", "successive-halving", "hyperband")
 MODELS = ("linreg", "softmax", "mlp", "cnn")
-DATASETS = (
-    "digits",
-    "linear",
-    "mnist",
-    "fashion-mnist",
-    "cifar10",
-    "synthetic-mnist",
-    "synthetic-cifar10",
-)
-REGRESSION_DATASETS = ("linear",)
 # metric -> the direction it is optimized in
 METRICS = {"accuracy": "maximize", "mse": "minimize", "loss": "minimize"}
-FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 class StudySection(Section):
@@ -59,26 +57,7 @@ class ModelSection(Section):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        return _check_name(name, MODELS, "model")
-
-
-class DataSection(Section):
-    name: str = "digits"
-    dir: str | None = None  # where mnist / fashion-mnist / cifar10 files are
-    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    limit: Annotated[int, Field(ge=10)] | None = None  # use at most this many examples
-    options: dict[str, Any] = {}  # keyword arguments for a `module:factory` dataset
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        return _check_name(name, DATASETS, "dataset")
-
-
-class TrainSection(Section):
-    epochs: Annotated[int, Field(ge=1)] = 10
-    batch_size: BatchSizeValue | None = None  # default 128, or searched in [space]
-    seed: int = 0  # data order; each trial's init seed derives from it and the trial number
+        return check_name(name, MODELS, "model")
 
 
 class SearchSection(Section):
@@ -109,7 +88,7 @@ class SearchSection(Section):
 
 class StudySpec(Section):
     study: StudySection
-    model: ModelSection
+    model: ModelSection | None = None  # required unless train.function trains its own model
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection = Field(default_factory=TrainSection)
     search: SearchSection = Field(default_factory=SearchSection)
@@ -154,6 +133,52 @@ class StudySpec(Section):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _trainable(self) -> "StudySpec":
+        """The rules between [model], [data], [train] and the metric."""
+        if self.train.function is not None:
+            if self.model is not None:
+                raise ValueError("model: train.function builds its own model; remove [model] (pass settings in train.options)")
+            if "data" in self.model_fields_set:
+                raise ValueError("data: train.function loads its own data; remove [data] (pass settings in train.options)")
+            if self.study.metric is None:
+                raise ValueError(
+                    "study.metric: say what train.function reports and returns: accuracy, mse or loss"
+                )
+            return self
+        if self.model is None:
+            raise ValueError("model: required section is missing (or set train.function to train with your own loop)")
+        loss, task = self.train.loss, self.task
+        if loss in LOSS_TASKS and task is not None and LOSS_TASKS[loss] != task:
+            fits = " or ".join(n for n, t in LOSS_TASKS.items() if t == task)
+            raise ValueError(
+                f"train.loss: {loss} is a {LOSS_TASKS[loss]} loss, but {self._task_reason}; use {fits}"
+            )
+        return self
+
+    @property
+    def task(self) -> str | None:
+        """classification or regression, when the metric, the data or the loss says which."""
+        if self.study.metric == "accuracy" or (self.data.name in DATASETS and self.data.name not in REGRESSION_DATASETS):
+            return "classification"
+        if self.study.metric == "mse" or self.data.name in REGRESSION_DATASETS:
+            return "regression"
+        return None
+
+    @property
+    def _task_reason(self) -> str:
+        if self.study.metric in ("accuracy", "mse"):
+            return f"study.metric is {self.study.metric}"
+        return f"data {self.data.name} has {'class labels' if self.task == 'classification' else 'regression targets'}"
+
+    @property
+    def trains(self) -> str:
+        """What trains, in words: "model mlp on data digits" or "train.function pkg.mod:run"."""
+        if self.train.function is not None:
+            return f"train.function {self.train.function}"
+        assert self.model is not None
+        return f"model {self.model.name} on data {self.data.name}"
+
     @property
     def metric(self) -> str:
         """The validation metric: accuracy for classification, mse for regression."""
@@ -180,14 +205,6 @@ class StudySpec(Section):
         data = self.model_dump(exclude_unset=True)
         data["search"] = {**data.get("search", {}), **search}
         return _validate(data, "command line")
-
-
-def _check_name(name: str, known: tuple[str, ...], what: str) -> str:
-    if name in known or FACTORY_PATTERN.match(name):
-        return name
-    raise ValueError(
-        f"unknown {what} {name!r}; use one of {', '.join(known)} or 'package.module:factory'"
-    )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ..outcomes import TrialOutcome
-from .tables import now, trial_runs
+from .tables import launches, now, trial_runs
 
 
 def start_trial_runs(db: Engine, rows: list[dict[str, Any]]) -> list[int]:
@@ -56,3 +56,19 @@ def mark_lost(db: Engine, trial_ids: list[int], reason: str) -> None:
             .where(trial_runs.c.trial_id.in_(trial_ids), trial_runs.c.outcome == TrialOutcome.RUNNING)
             .values(outcome=TrialOutcome.LOST, ended_at=now(), error=reason)
         )
+
+
+def trained_with(db: Engine, trial_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The versions of the launch whose run completed each trial (for bundles), by trial id."""
+    if not trial_ids:
+        return {}
+    columns = [launches.c.hpsearch_version, launches.c.torch_version, launches.c.optuna_version, launches.c.python_version, launches.c.cuda_version]
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.select(trial_runs.c.trial_id, *columns)
+            .select_from(trial_runs.join(launches, launches.c.launch_id == trial_runs.c.launch_id))
+            .where(trial_runs.c.trial_id.in_(trial_ids), trial_runs.c.outcome == TrialOutcome.COMPLETE)
+        ).all()
+        conn.rollback()
+    names = ("hpsearch", "torch", "optuna", "python", "cuda")
+    return {row.trial_id: dict(zip(names, row[1:])) for row in rows}

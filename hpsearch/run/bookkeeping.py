@@ -72,7 +72,7 @@ class Bookkeeper:
         if not attempts:  # nothing to record (an empty write would still lock SQLite)
             return attempts
         trainer = self.trainer
-        shared = {"device": trainer.device_name, "host": self.host}
+        shared = {"device": trainer.device_name, "host": self.host, "precision": trainer.precision}
         bulk.set_attrs(
             self.db,
             [(a.trial_id, "config", a.config) for a in attempts]

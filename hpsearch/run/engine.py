@@ -1,21 +1,25 @@
 """What trains a worker's trials: the device, the data on it, the model, the engine, the cohort size.
 
 * `--engine train` trains one trial at a time; `--engine cohort` trains cohorts, except for
-  a model the cohort engine cannot stack (buffers, dropout, data-dependent control flow),
-  which trains one trial at a time with a one-line notice.
+  a model the cohort engine cannot stack (dropout, batch norm, data-dependent control flow),
+  which trains one trial at a time with a one-line notice that says why in words.
 * `--engine auto` uses cohorts on a GPU; on the CPU it times a training step both ways and
   keeps the faster (cohorts win for small models, not for convolutions on the CPU).
+* A study with its own loop (`train.function`) trains one trial at a time ("function").
 * Cohort size: `--cohort K`; else 32 on the CPU; else, on a GPU, as many members as fit in
   80% of its free memory, measured for the costliest member the space allows.
 * Whatever the engine, a trial whose optimizer steps with a closure (L-BFGS, Newton,
   conjugate gradient) or is a class named by import path trains one at a time.
+
+Before any of it, the model is built and takes one training step (`training/contract.py`),
+so a model that cannot train stops the worker before it asks for a trial.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -26,9 +30,11 @@ from ..config.space import custom_optimizers
 from ..config.spec import StudySpec
 from ..errors import HpsearchError, SpecError
 from ..optim.optimizers import check_arguments
-from ..training.data import Dataset, load_dataset
+from ..training.contract import check_model
+from ..training.data import Dataset, load_study_data
 from ..training.device import device_name, resolve_device
 from ..training.models import model_factory
+from ..training.own_loop import Loop, load_loop, refuse_cohorts
 from ..training.precision import set_precision
 from ..training.probes import check_vectorizable, member_footprint, seconds_per_member_step, seconds_per_step
 
@@ -45,16 +51,30 @@ class Trainer:
 
     device: torch.device
     device_name: str
-    data: Dataset
-    make_model: Callable[[], nn.Module]
-    engine: str  # "train" or "cohort"
+    data: Dataset | None  # None with train.function: the loop loads its own
+    make_model: Callable[[], nn.Module] | None
+    engine: str  # "train", "cohort" or "function"
     cohort_size: int
     precision: str
+    function: Loop | None = None  # train.function
+    options: dict[str, Any] = field(default_factory=dict)  # train.options
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine a study trains with and why, in words; the step times when measured."""
+
+    name: str
+    why: str
+    together: float | None = None  # seconds per trial-step in a cohort
+    alone: float | None = None  # seconds per step one trial at a time
 
 
 def engine_for(trainer: Trainer, config: dict) -> str:
     """The engine a trial trains with: the worker's, unless its optimizer trains alone."""
-    return trainer.engine if in_cohorts(config["optimizer"]["name"]) else "train"
+    if trainer.engine != "cohort" or in_cohorts(config["optimizer"]["name"]):
+        return trainer.engine
+    return "train"
 
 
 def check_optimizers(spec: StudySpec, where: str) -> None:
@@ -72,32 +92,42 @@ def prepare_trainer(
     """Load the study's data onto the device, build its model factory, choose the engine."""
     check_optimizers(spec, f"study {spec.study.name}")
     chosen = resolve_device(device)
-    data = load_dataset(spec.data, spec.metric, data_dir).to(chosen)
-    make_model = model_factory(spec.model, data)
     set_precision(precision, chosen)
-    name = choose_engine(spec, make_model, data, chosen, engine, cohort)
-    size = choose_cohort_size(spec, make_model, data, chosen, cohort) if name == "cohort" else 1
-    return Trainer(chosen, device_name(chosen), data, make_model, name, size, precision)
+    if spec.train.function is not None:
+        refuse_cohorts(spec, engine)
+        return Trainer(chosen, device_name(chosen), None, None, "function", 1, precision, load_loop(spec.train), dict(spec.train.options))
+    assert spec.model is not None
+    data = load_study_data(spec, data_dir).to(chosen)
+    make_model = model_factory(spec.model, data)
+    check_model(make_model, data, spec.model.name)
+    choice = decide_engine(spec, make_model, data, chosen, engine, cohort)
+    if choice.name == "train" and engine != "train":
+        log.warning("model %s cannot train in cohorts (%s); training one trial at a time instead", spec.model.name, choice.why)
+    elif choice.alone is not None:
+        log.info("engine %s: a step takes %.2f ms per trial in a cohort, %.2f ms alone", choice.name, 1e3 * choice.together, 1e3 * choice.alone)
+    size = choose_cohort_size(spec, make_model, data, chosen, cohort) if choice.name == "cohort" else 1
+    return Trainer(chosen, device_name(chosen), data, make_model, choice.name, size, precision)
 
 
-def choose_engine(
+def decide_engine(
     spec: StudySpec, make_model: Callable[[], nn.Module], data: Dataset, device: torch.device, asked: str, cohort: int | None
-) -> str:
-    """"train" or "cohort", for `--engine asked` (auto, train or cohort)."""
+) -> EngineChoice:
+    """"train" or "cohort", for `--engine asked` (auto, train or cohort), and why."""
     if asked == "train":
-        return "train"
+        return EngineChoice("train", "--engine train: one trial at a time")
     reason = check_vectorizable(make_model, data)
     if reason is not None:
-        log.warning("model %s cannot train in cohorts (%s); training one trial at a time instead", spec.model.name, reason)
-        return "train"
-    if asked == "cohort" or device.type == "cuda":
-        return "cohort"
+        return EngineChoice("train", reason)
+    if asked == "cohort":
+        return EngineChoice("cohort", "--engine cohort")
+    if device.type == "cuda":
+        return EngineChoice("cohort", "auto: cohorts on a GPU")
     batch = typical_batch(spec, data.n_train)
     together = seconds_per_member_step(make_model, data, min(cohort or CPU_COHORT, CPU_MEASURED_MEMBERS), batch)
     alone = seconds_per_step(make_model, data, batch)
-    chosen = "cohort" if together < 0.8 * alone else "train"
-    log.info("engine %s: a step takes %.2f ms per trial in a cohort, %.2f ms alone", chosen, 1e3 * together, 1e3 * alone)
-    return chosen
+    name = "cohort" if together < 0.8 * alone else "train"
+    why = f"auto on the CPU: a step takes {1e3 * together:.2f} ms per trial in a cohort, {1e3 * alone:.2f} ms alone"
+    return EngineChoice(name, why, together, alone)
 
 
 def choose_cohort_size(

@@ -38,7 +38,7 @@ from ..search.note import write_study_note
 from ..search.recovery import Requeue, release
 from ..search.study import OpenStudy, create_study
 from ..search.warm_start import bundle_params, enqueue
-from ..training.data import check_available
+from ..training.contract import check_trainable
 from ..training.device import resolve_device, versions
 from .engine import check_optimizers
 from .processes import plan_slots, run_processes
@@ -105,7 +105,7 @@ def prepare(options: LaunchOptions) -> tuple[str, OpenStudy, int]:
     }
     spec = file.spec.with_overrides(**overrides)
     file = StudyFile(file.path, file.text, spec)
-    check_available(spec.data, options.data_dir)
+    check_trainable(spec, options.data_dir, options.engine)  # the model and data, before any write
     check_optimizers(spec, file.path)  # a class by import path: importable, takes its keys
     warm_start = bundle_params(options.enqueue, spec) if options.enqueue else []  # before any write
     url = resolve_url(options.storage)

@@ -2,11 +2,14 @@
 
 On a terminal: a live bar with trials done / total, the best value so far and an ETA. In a
 log (not a terminal): one line each time the count of finished trials or the best changes.
+In a Jupyter notebook (`hpsearch.launch`): tqdm's notebook bar (`NotebookProgress`), which
+redraws in place in the cell instead of printing a line per change.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -87,10 +90,45 @@ class LaunchProgress:
                 self._bar.stop()
 
 
-class watching:
-    """The progress display, refreshed from a thread while the workers run."""
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where a terminal's live display cannot redraw)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
-    def __init__(self, opened: "OpenStudy", enabled: bool):
+
+class NotebookProgress(LaunchProgress):
+    """The same display as a tqdm bar: a widget in a notebook, a text bar elsewhere."""
+
+    def __init__(self, study: optuna.Study, total: int, metric: str, file: Any = None):
+        super().__init__(study, total, metric)
+        self.file = file
+
+    def __enter__(self) -> "NotebookProgress":
+        from tqdm.auto import tqdm
+
+        self._start_done = finished(counts(self.study))
+        self._tqdm = tqdm(total=self.total, initial=min(self._start_done, self.total), desc=self.study.study_name, file=self.file, unit="trial")
+        return self
+
+    def refresh(self) -> None:
+        state = counts(self.study)
+        done = min(finished(state), self.total)
+        best = best_so_far(self.study)
+        self._tqdm.set_postfix_str(f"best {self.metric}={best[1]:.4f} (trial {best[0]})" if best else "no result yet", refresh=False)
+        self._tqdm.update(done - self._tqdm.n)
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._tqdm.close()
+
+
+class watching:
+    """The progress display, refreshed from a thread while the workers run; `enabled` is
+    True (the terminal's display), False, or a display class such as NotebookProgress."""
+
+    def __init__(self, opened: "OpenStudy", enabled: Any):
         self.opened = opened
         self.enabled = enabled
         self._stop = threading.Event()
@@ -101,7 +139,8 @@ class watching:
         if not self.enabled:
             return self
         spec = self.opened.spec
-        self.progress = LaunchProgress(self.opened.study, spec.search.n_trials, spec.metric).__enter__()
+        display = self.enabled if isinstance(self.enabled, type) else LaunchProgress
+        self.progress = display(self.opened.study, spec.search.n_trials, spec.metric).__enter__()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self

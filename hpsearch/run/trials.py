@@ -20,6 +20,7 @@ from . import attempts as ends_of
 from .attempts import Attempt, End
 from .bookkeeping import Bookkeeper
 from .engine import engine_for
+from .own_loop import run_own
 
 log = logging.getLogger("hpsearch.worker")
 
@@ -27,6 +28,8 @@ log = logging.getLogger("hpsearch.worker")
 def run_trials(book: Bookkeeper, attempts: list[Attempt], should_stop: Callable[[], bool]) -> list[End]:
     """Train `attempts` with the worker's engine; each one's end, told and recorded."""
     trainer = book.trainer
+    if trainer.engine == "function":
+        return [end for attempt in attempts for end in run_own(book, attempt, should_stop)]
     alone = [a for a in attempts if engine_for(trainer, a.config) == "train"]
     ends = [end for attempt in alone for end in run_one(book, attempt, should_stop)]
     cohorts: dict[tuple[int, int, int], list[Attempt]] = {}

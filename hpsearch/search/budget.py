@@ -80,3 +80,11 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
     storage = study._storage
     return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, found[0]))
+
+
+def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """The `k` best complete trials that carry a config, best first."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    ranked = sorted((t for t in complete if "config" in t.user_attrs), key=lambda t: t.value, reverse=maximize)  # type: ignore[arg-type, return-value]
+    return ranked[:k]

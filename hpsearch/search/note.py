@@ -24,8 +24,7 @@ def study_note(opened: "OpenStudy") -> str:
     lines = [
         f"# {spec.study.name}",
         "",
-        f"Validation **{spec.metric}**, {spec.direction}d. Model `{spec.model.name}` on data "
-        f"`{spec.data.name}`, {spec.train.epochs} epochs.",
+        f"Validation **{spec.metric}**, {spec.direction}d. Trains {spec.trains}, {spec.train.epochs} epochs.",
         "",
         "Trials: " + ", ".join(f"{n} {state_name.lower()}" for state_name, n in sorted(state.items())) + ".",
         "",

@@ -180,12 +180,12 @@ class Cohort:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One batch for every member; returns the members' losses [K] (not synchronised)."""
         self.grad.zero_()
-        task = self.data.task
         if self.exact:
             # Each member's loss as the reference engine computes it, value and gradient.
-            losses = torch.stack([training_loss(o.float(), y, task) for o in member_outputs(self.base, self.params, x)])
+            outputs = member_outputs(self.base, self.params, x)
+            losses = torch.stack([training_loss(o.float(), y, self.data.loss) for o in outputs])
         else:
-            losses = member_losses(self._outputs(x), y, task)
+            losses = member_losses(self._outputs(x), y, self.data.loss)
         losses.sum().backward()
         with torch.no_grad():
             self.step += 1
@@ -211,7 +211,7 @@ class Cohort:
                 validation_metric(member_forward(self.base, self.params, row), self.data, metric, members=1)[0]
                 for row in range(self.theta.shape[0])
             ]
-        return validation_metric(self._outputs, self.data, metric, members=self.theta.shape[0])
+        return validation_metric(self._outputs, self.data, metric, members=self.theta.shape[0], stacked=True)
 
 
 def _move(optimizer: torch.optim.Optimizer, old: list[torch.Tensor], new: list[torch.Tensor]) -> None:

@@ -1,6 +1,6 @@
-"""Datasets as tensors, split once into training and validation sets.
+"""Datasets as tensors, split once into training, validation and (optionally) test sets.
 
-    data = load_dataset(spec.data, metric="accuracy", data_dir="~/datasets").to("cuda")
+    data = load_study_data(spec, data_dir="~/datasets").to("cuda")
 
 * `digits` — the UCI handwritten digits (1,797 8x8 images, 10 classes), shipped inside
   hpsearch, so a fresh install has a real problem to search on.
@@ -10,13 +10,18 @@
   (`cifar-10-python.tar.gz` or its `cifar-10-batches-py/` folder). Looked for under the data
   directory: `--data-dir`, then the study's `data.dir`, then `$HPSEARCH_DATA`, then `./data`.
 * `synthetic-mnist`, `synthetic-cifar10` — generated, same shapes, for benchmarks.
-* `package.module:factory` — a user's function returning `(x, y)` or
-  `(x_train, y_train, x_val, y_val)` (tensors or arrays); integer labels make a
-  classification problem, floating-point targets a regression one.
+* `package.module:factory` — a user's function (`user_data.py` lists what it may return);
+  integer labels make a classification problem, floating-point targets a regression one.
 
-The validation split is a fixed function of the data (not of any trial), and each epoch's
-batch order is a fixed function of the study's data seed and the epoch, so every trial, in
-either engine, sees the same batches.
+Every form honours the [data] keys or refuses them: data without its own validation set is
+split by `split_indices` (`limit` examples at most, `validation_fraction` of them for
+validation, `test_fraction` for test); data with its own validation set keeps it whole,
+`limit` caps the training set, and `validation_fraction` / `test_fraction` are errors. Images
+are standardised per channel with training-set statistics (`splits.standardize`). The split
+is a fixed function of the data and `split_seed` (not of any trial), and each epoch's batch
+order a fixed function of the study's data seed and the epoch, so every trial, in either
+engine, sees the same batches. The test set is loaded only when asked for (`with_test`):
+workers never see it.
 """
 
 from __future__ import annotations
@@ -24,26 +29,28 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
-from ..config.factories import load_factory
 from ..errors import DataError
+from .losses import Loss, default_loss, resolve_loss
 from .readers import cifar10_tensors, find_cifar10, find_mnist, mnist_tensors
+from .splits import batch_order, channel_stats, limited_order, split_indices
+from .user_data import Pieces, examples, factory_pieces, size
 
 if TYPE_CHECKING:
-    from ..config.spec import DataSection
+    from ..config.spec import DataSection, StudySpec
 
+__all__ = ["Dataset", "batch_order", "check_available", "load_dataset", "load_study_data", "synthetic_images"]
 _PACKAGED = Path(__file__).parent / "datasets"
-_SPLIT_SEED = 20_240_601  # the validation split never changes between runs or trials
 _SYNTHETIC_SIZES = {"synthetic-mnist": ((1, 28, 28), 60_000), "synthetic-cifar10": ((3, 32, 32), 50_000)}
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Training and validation tensors on one device."""
+    """Training and validation tensors on one device (and test tensors, when asked for)."""
 
     name: str
     task: str  # "classification" or "regression"
@@ -52,6 +59,14 @@ class Dataset:
     x_val: torch.Tensor
     y_val: torch.Tensor
     num_classes: int | None = None
+    loss: Loss = None  # type: ignore[assignment]  # None: the default for the task
+    x_test: torch.Tensor | None = None  # only with load_dataset(with_test=True)
+    y_test: torch.Tensor | None = None
+    standardization: tuple[list[float], list[float]] | None = None  # the per-channel mean and std applied
+
+    def __post_init__(self) -> None:
+        if self.loss is None:
+            object.__setattr__(self, "loss", default_loss(self.task))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -68,14 +83,29 @@ class Dataset:
     def n_train(self) -> int:
         return int(self.x_train.shape[0])
 
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.n_train, "validation": len(self.x_val), "test": 0 if self.x_test is None else len(self.x_test)}
+
     def to(self, device: str | torch.device) -> "Dataset":
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
         return replace(
             self,
             x_train=self.x_train.to(device),
             y_train=self.y_train.to(device),
             x_val=self.x_val.to(device),
             y_val=self.y_val.to(device),
+            x_test=move(self.x_test),
+            y_test=move(self.y_test),
         )
+
+    def test_set(self) -> "Dataset":
+        """The test examples in the validation slots, to score a trained model on them."""
+        if self.x_test is None or self.y_test is None:
+            raise DataError(f"data: {self.name} has no test set; set data.test_fraction or return one from the factory")
+        return replace(self, x_val=self.x_test, y_val=self.y_test, x_test=None, y_test=None)
 
 
 def resolve_data_dir(section: "DataSection", data_dir: str | None = None) -> Path:
@@ -83,26 +113,29 @@ def resolve_data_dir(section: "DataSection", data_dir: str | None = None) -> Pat
     return Path(chosen).expanduser()
 
 
-def load_dataset(
-    section: "DataSection", metric: str, data_dir: str | None = None
-) -> Dataset:
+def load_dataset(section: "DataSection", metric: str, data_dir: str | None = None, *, with_test: bool = False) -> Dataset:
     """Load, split and check a study's dataset (on the CPU; move it with `.to`)."""
     name = section.name
     if name == "digits":
-        x, y = _digits()
+        pieces = Pieces(_digits())
     elif name == "linear":
-        x, y = _linear(int(section.options.get("size", 1000)))
+        pieces = Pieces(_linear(int(section.options.get("size", 1000))))
     elif name in ("mnist", "fashion-mnist"):
-        x, y = mnist_tensors(find_mnist(name, resolve_data_dir(section, data_dir)))
+        pieces = Pieces(mnist_tensors(find_mnist(name, resolve_data_dir(section, data_dir))))
     elif name == "cifar10":
-        x, y = cifar10_tensors(find_cifar10(resolve_data_dir(section, data_dir)))
+        pieces = Pieces(cifar10_tensors(find_cifar10(resolve_data_dir(section, data_dir))))
     elif name in _SYNTHETIC_SIZES:
-        shape, size = _SYNTHETIC_SIZES[name]
-        size = section.limit or int(section.options.get("size", size))
-        x, y = synthetic_images(size, shape, classes=10)
+        shape, default = _SYNTHETIC_SIZES[name]
+        pieces = Pieces(synthetic_images(section.limit or int(section.options.get("size", default)), shape, classes=10))
     else:
-        return _user_dataset(section, metric)
-    return _finish(name, x, y, section, metric)
+        pieces = factory_pieces(section)
+    return _assemble(section, pieces, metric, with_test)
+
+
+def load_study_data(spec: "StudySpec", data_dir: str | None = None, *, with_test: bool = False) -> Dataset:
+    """A study's dataset together with the study's loss, checked against its targets."""
+    data = load_dataset(spec.data, spec.metric, data_dir, with_test=with_test)
+    return replace(data, loss=resolve_loss(spec.train.loss, data.task, spec.train.loss_options, data=f"data {data.name}"))
 
 
 def check_available(section: "DataSection", data_dir: str | None = None) -> None:
@@ -111,15 +144,6 @@ def check_available(section: "DataSection", data_dir: str | None = None) -> None
         find_mnist(section.name, resolve_data_dir(section, data_dir))
     elif section.name == "cifar10":
         find_cifar10(resolve_data_dir(section, data_dir))
-
-
-def batch_order(
-    n: int, batch_size: int, data_seed: int, epoch: int, device: torch.device | str
-) -> Iterator[torch.Tensor]:
-    """The index batches of one epoch: a permutation fixed by (data_seed, epoch)."""
-    generator = torch.Generator().manual_seed(data_seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=generator).to(device)
-    return iter(order.split(batch_size))
 
 
 def synthetic_images(
@@ -151,42 +175,45 @@ def _linear(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, 2 * x + 1 + 0.1 * torch.randn(size, 1, generator=generator)
 
 
-def _user_dataset(section: "DataSection", metric: str) -> Dataset:
-    factory = load_factory(section.name, "data.name", DataError)
-    try:
-        parts = factory(**section.options)
-    except Exception as e:  # the user's code: report it, do not crash the launch
-        raise DataError(f"data.name: {section.name} raised {type(e).__name__}: {e}") from None
-    if not isinstance(parts, (tuple, list)) or len(parts) not in (2, 4):
-        raise DataError(
-            f"data.name: {section.name} must return (x, y) or (x_train, y_train, x_val, y_val), "
-            f"got {type(parts).__name__}"
-        )
-    tensors = [torch.as_tensor(p) for p in parts]
-    if len(tensors) == 2:
-        return _finish(section.name, tensors[0], tensors[1], section, metric)
-    x_train, y_train, x_val, y_val = tensors
-    return _checked(section.name, x_train.float(), y_train, x_val.float(), y_val, metric)
+# -- limit, split, standardisation ---------------------------------------------------------------
 
 
-def _finish(
-    name: str, x: torch.Tensor, y: torch.Tensor, section: "DataSection", metric: str
-) -> Dataset:
-    generator = torch.Generator().manual_seed(_SPLIT_SEED)
-    order = torch.randperm(len(x), generator=generator)
-    if section.limit is not None:
-        order = order[: section.limit]
-    n_val = max(1, int(round(len(order) * section.validation_fraction)))
-    if n_val >= len(order):
-        raise DataError(f"data: {name} has only {len(order)} examples, too few to split")
-    val, train = order[:n_val], order[n_val:]
-    x = x.float()
-    if x.dim() == 4:
-        # Standardise each channel with training-set statistics only.
-        mean = x[train].mean(dim=(0, 2, 3), keepdim=True)
-        std = x[train].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        x = (x - mean) / std
-    return _checked(name, x[train], y[train], x[val], y[val], metric)
+def _assemble(section: "DataSection", pieces: Pieces, metric: str, with_test: bool) -> Dataset:
+    """Apply limit, the split and the standardisation to what the data source gave."""
+    name, given = section.name, section.model_fields_set
+    test = None
+    if pieces.validation is None:
+        if pieces.test is not None and "test_fraction" in given:
+            raise DataError(f"data.test_fraction: data {name} returns its own test set; remove test_fraction")
+        test_fraction = section.test_fraction if pieces.test is None else None
+        try:
+            split = split_indices(size(pieces.train), section.validation_fraction, test_fraction, section.limit, section.split_seed)
+        except DataError as e:
+            raise DataError(f"{e} (data {name}); lower the fractions or raise data.limit") from None
+        train = examples(pieces.train, split.train, name)
+        val = examples(pieces.train, split.validation, name)
+        if len(split.test):
+            test = examples(pieces.train, split.test, name)
+    else:
+        for key in ("validation_fraction", "test_fraction"):
+            if key in given:
+                raise DataError(
+                    f"data.{key}: data {name} returns its own validation set, so {key} does not apply; "
+                    "remove it (data.limit still caps the training set)"
+                )
+        order = limited_order(size(pieces.train), section.limit, section.split_seed) if section.limit else None
+        train = examples(pieces.train, order, name)
+        val = examples(pieces.validation, None, name)
+    if pieces.test is not None:
+        test = examples(pieces.test, None, name)
+    parts = [(x.float(), y) for x, y in [train, val] + ([test] if test is not None else [])]
+    stats = None
+    if section.standardize and parts[0][0].dim() == 4:
+        mean, std = channel_stats(parts[0][0])
+        parts = [((x - mean) / std, y) for x, y in parts]
+        stats = (mean.flatten().tolist(), std.flatten().tolist())
+    data = _checked(name, *parts[0], *parts[1], metric, parts[2] if len(parts) > 2 else None)
+    return replace(data, standardization=stats, **({} if with_test else {"x_test": None, "y_test": None}))
 
 
 def _checked(
@@ -196,12 +223,14 @@ def _checked(
     x_val: torch.Tensor,
     y_val: torch.Tensor,
     metric: str,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Dataset:
     if len(x_train) != len(y_train) or len(x_val) != len(y_val):
         raise DataError(
             f"data: {name} gives {len(x_train)} inputs for {len(y_train)} targets "
             f"(validation: {len(x_val)} for {len(y_val)})"
         )
+    x_test, y_test = test if test is not None else (None, None)
     if y_train.dtype.is_floating_point:
         if metric == "accuracy":
             raise DataError(
@@ -209,12 +238,16 @@ def _checked(
                 f"floating-point targets; set metric = \"mse\" for a regression problem"
             )
         y_train, y_val = (y.float().reshape(len(y), -1) for y in (y_train, y_val))
-        return Dataset(name, "regression", x_train.float(), y_train, x_val.float(), y_val)
+        if y_test is not None:
+            y_test = y_test.float().reshape(len(y_test), -1)
+        return Dataset(name, "regression", x_train, y_train, x_val, y_val, x_test=x_test, y_test=y_test)
     if metric == "mse":
         raise DataError(
             f"study.metric: mse needs regression targets, but data {name} has integer "
             f"labels; use accuracy or loss"
         )
     y_train, y_val = y_train.long(), y_val.long()
-    classes = int(max(int(y_train.max()), int(y_val.max()))) + 1
-    return Dataset(name, "classification", x_train, y_train, x_val, y_val, num_classes=classes)
+    y_test = None if y_test is None else y_test.long()
+    labels = [y for y in (y_train, y_val, y_test) if y is not None and len(y)]
+    classes = max(int(y.max()) for y in labels) + 1
+    return Dataset(name, "classification", x_train, y_train, x_val, y_val, num_classes=classes, x_test=x_test, y_test=y_test)

@@ -8,18 +8,23 @@
 * `cnn` — three blocks of 3x3 convolution + ReLU + 2x2 max-pool with 16, 32 and 64 channels,
   then a linear layer; channels and image size come from the data (CIFAR-10 32x32x3,
   MNIST 28x28x1, digits 8x8x1).
-* A user factory is called as `factory(input_shape, output_size, **model.options)` and must
-  return an `nn.Module` mapping a batch of inputs to a batch of outputs.
+* A user factory (a function or an `nn.Module` class) is called as
+  `factory(input_shape, output_size, **model.options)`; a class or function that takes
+  neither argument, as most model classes (pytorch/examples' MNIST `Net`), is called as
+  `factory(**model.options)`. It must return an `nn.Module` mapping a batch of inputs to a
+  batch of outputs. An exception raised while building is reported as what it is, with
+  where it was raised in the user's code (`ModelError.trace` holds that traceback).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
-from ..config.factories import load_factory
+from ..config.factories import load_factory, raised_in_user_code, user_traceback
 from ..errors import ModelError
 
 if TYPE_CHECKING:
@@ -70,12 +75,13 @@ def model_factory(section: "ModelSection", data: "Dataset") -> Callable[[], nn.M
         cnn(shape, out)  # shape errors now, not inside a trial
         return lambda: cnn(shape, out)
     factory = load_factory(section.name, "model.name", ModelError)
+    arguments = _arguments(factory, section, shape, out)
 
     def build() -> nn.Module:
         try:
-            model = factory(shape, out, **section.options)
-        except Exception as e:  # the user's code: report it as a model error
-            raise ModelError(f"model.name: {section.name} raised {type(e).__name__}: {e}") from None
+            model = factory(*arguments, **section.options)
+        except Exception as e:  # the user's code: report it as what it is, with where
+            raise ModelError(raised_in_user_code(e, f"model.name: {section.name}"), trace=user_traceback(e)) from None
         if not isinstance(model, nn.Module):
             raise ModelError(
                 f"model.name: {section.name} must return a torch.nn.Module, "
@@ -84,6 +90,24 @@ def model_factory(section: "ModelSection", data: "Dataset") -> Callable[[], nn.M
         return model
 
     return build
+
+
+def _arguments(factory: Callable[..., Any], section: "ModelSection", shape: tuple[int, ...], out: int) -> tuple[Any, ...]:
+    """(input_shape, output_size) when the factory takes them, () when it takes neither."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin without a signature: call it the documented way
+        return (shape, out)
+    for arguments in ((shape, out), ()):
+        try:
+            signature.bind(*arguments, **section.options)
+            return arguments
+        except TypeError:
+            continue
+    raise ModelError(
+        f"model.name: {section.name} takes neither (input_shape, output_size, **model.options) nor "
+        f"(**model.options); its signature is {signature}; change the factory or model.options"
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -58,7 +58,7 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 with autocast(device, precision):
                     outputs = model(x)
-                loss = training_loss(outputs.float(), y, data.task)
+                loss = training_loss(outputs.float(), y, data.loss)
                 if not create_graph:
                     loss.backward()
                     return loss

@@ -14,10 +14,12 @@ import pytest
 import torch
 
 from hpsearch.config.batches import resolve_batch_size
-from hpsearch.config.spec import DataSection
-from hpsearch.errors import DataError
-from hpsearch.training.data import batch_order, load_dataset
+from hpsearch.config.spec import DataSection, parse_study_file
+from hpsearch.errors import DataError, SpecError
+from hpsearch.training.data import _digits, batch_order, load_dataset
 from hpsearch.training.readers import read_cifar10, read_idx
+from hpsearch.training.splits import BatchOrder, limited_order, split_indices, standardize
+from tests.conftest import TINY_STUDY
 
 
 def section(**values: object) -> DataSection:
@@ -170,7 +172,7 @@ def test_user_dataset_factory(tmp_path: Path) -> None:
     assert data.task == "regression" and len(data.x_val) == 10
     with pytest.raises(DataError, match=r"study.metric: accuracy needs integer class labels, but data mydata:regression"):
         load_dataset(section(name="mydata:regression"), "accuracy")
-    with pytest.raises(DataError, match="data.name: mydata:broken raised RuntimeError: no data today"):
+    with pytest.raises(DataError, match=r"data.name: mydata:broken raised RuntimeError: no data today \(at mydata.py:9 in broken\)"):
         load_dataset(section(name="mydata:broken"), "accuracy")
     with pytest.raises(DataError, match="data.name: cannot import module 'nomodule'"):
         load_dataset(section(name="nomodule:make"), "accuracy")
@@ -183,3 +185,135 @@ def test_batch_order_is_a_function_of_seed_and_epoch() -> None:
     assert not torch.equal(first, torch.cat(list(batch_order(100, 32, 0, 1, "cpu"))))
     assert [len(b) for b in batch_order(100, 32, 0, 0, "cpu")] == [32, 32, 32, 4]
     assert resolve_batch_size("full", 100) == 100 and resolve_batch_size(500, 100) == 100
+
+
+# -- every form of a data factory honours limit and the split fractions, or says why not ----------
+
+FACTORY_FORMS = '''
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+def tensors(n=100):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    return x, (x[:, 0] > 0).long()
+
+READS = []
+
+class Items(Dataset):
+    def __init__(self, n=100):
+        self.x, self.y = tensors(n)
+    def __len__(self):
+        return len(self.x)
+    def __getitem__(self, i):
+        READS.append(i)
+        return self.x[i].numpy(), int(self.y[i])
+
+def pair():
+    return tensors()
+
+def four():
+    x, y = tensors(120)
+    return x[:100], y[:100], x[100:], y[100:]
+
+def six():
+    x, y = tensors(130)
+    return x[:100], y[:100], x[100:120], y[100:120], x[120:], y[120:]
+
+def items():
+    READS.clear()
+    return Items()
+
+def datasets():
+    return Items(100), Items(20)
+
+def mapping():
+    x, y = tensors(130)
+    return {"train": (x[:100], y[:100]), "test": (x[100:], y[100:])}
+
+class Stream(IterableDataset):
+    def __iter__(self):
+        yield from ()
+
+def stream():
+    return Stream()
+
+def three():
+    return 1, 2, 3
+
+def broken():
+    raise RuntimeError("no data today")
+'''
+
+
+@pytest.fixture
+def forms(tmp_path: Path) -> str:
+    (tmp_path / "forms.py").write_text(FACTORY_FORMS)
+    return "forms"
+
+
+@pytest.mark.parametrize("factory", ["pair", "items"])
+def test_data_without_a_validation_set_is_split_and_limited(forms, factory) -> None:
+    data = load_dataset(section(name=f"forms:{factory}", limit=50, validation_fraction=0.3, test_fraction=0.1), "accuracy", with_test=True)
+    assert data.sizes == {"train": 30, "validation": 15, "test": 5}
+    assert load_dataset(section(name=f"forms:{factory}", limit=50, validation_fraction=0.3, test_fraction=0.1), "accuracy").x_test is None
+    x, y = __import__("forms").tensors()
+    split = split_indices(100, 0.3, 0.1, 50)
+    assert torch.equal(data.x_train, x[split.train]) and torch.equal(data.y_val, y[split.validation])
+    assert torch.equal(data.x_test, x[split.test])
+    if factory == "items":
+        assert sorted(__import__("forms").READS) == sorted(split.train.tolist() + split.validation.tolist() + split.test.tolist())  # only what is kept is read
+
+
+@pytest.mark.parametrize("factory, test", [("four", 0), ("six", 10), ("datasets", 0), ("mapping", 30)])
+def test_data_with_its_own_sets_keeps_them_and_limit_caps_training(forms, factory, test) -> None:
+    data = load_dataset(section(name=f"forms:{factory}", limit=40), "accuracy", with_test=True)
+    validation = 100 if factory == "mapping" else 20
+    if factory == "mapping":  # no validation set of its own: it is split off the training set
+        assert data.sizes == {"train": 32, "validation": 8, "test": 30}
+    else:
+        assert data.sizes == {"train": 40, "validation": validation, "test": test}
+    x, _ = __import__("forms").tensors(130 if factory in ("six", "mapping") else 120)
+    if factory in ("four", "six"):
+        assert torch.equal(data.x_train, x[:100][limited_order(100, 40)])
+
+
+@pytest.mark.parametrize("factory, key", [("four", "validation_fraction"), ("six", "test_fraction"), ("datasets", "validation_fraction")])
+def test_fractions_that_cannot_apply_are_errors(forms, factory, key) -> None:
+    with pytest.raises(DataError) as caught:
+        load_dataset(section(name=f"forms:{factory}", **{key: 0.2}), "accuracy")
+    assert str(caught.value) == (
+        f"data.{key}: data forms:{factory} returns its own validation set, so {key} does not apply; "
+        "remove it (data.limit still caps the training set)"
+    )
+    with pytest.raises(DataError, match="data.test_fraction: data forms:mapping returns its own test set; remove test_fraction"):
+        load_dataset(section(name="forms:mapping", test_fraction=0.2), "accuracy")
+
+
+def test_factory_forms_that_cannot_work_say_why(forms) -> None:
+    with pytest.raises(DataError, match="an IterableDataset has no length to split or hold on the device"):
+        load_dataset(section(name="forms:stream"), "accuracy")
+    with pytest.raises(DataError, match=r"data.name: forms:three returned 3 values; return \(x, y\), "):
+        load_dataset(section(name="forms:three"), "accuracy")
+    with pytest.raises(DataError, match=r"data.name: forms:broken raised RuntimeError: no data today \(at forms.py:\d+ in broken\)"):
+        load_dataset(section(name="forms:broken"), "accuracy")
+
+
+def test_builtin_data_holds_a_test_set_out_of_the_same_permutation() -> None:
+    plain = load_dataset(section(name="digits", limit=200), "accuracy")
+    held = load_dataset(section(name="digits", limit=200, test_fraction=0.1), "accuracy", with_test=True)
+    assert held.sizes == {"train": 140, "validation": 40, "test": 20} and plain.sizes["test"] == 0
+    with pytest.raises(SpecError, match="validation_fraction \\+ test_fraction must be < 1"):
+        parse_study_file(TINY_STUDY.replace("limit = 300", "limit = 300\nvalidation_fraction = 0.5\ntest_fraction = 0.5"), "x.toml")
+
+
+def test_the_public_pieces_are_the_ones_training_uses() -> None:
+    data = load_dataset(section(name="digits", limit=300, split_seed=4), "accuracy")
+    x, y = _digits()
+    split = split_indices(len(x), 0.2, None, 300, 4)
+    assert torch.equal(standardize(x, split.train)[split.train], data.x_train)
+    assert torch.equal(y[split.validation], data.y_val)
+    sampler = BatchOrder(data.n_train, 64, 3)
+    for epoch in range(2):
+        assert [list(b) for b in sampler] == [b.tolist() for b in batch_order(data.n_train, 64, 3, epoch)]
+    assert len(sampler) == 4 and len(BatchOrder(10, "full", 0)) == 1
