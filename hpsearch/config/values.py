@@ -8,6 +8,7 @@ value: `must be in (0, 1), got 1.5`. No optuna and no torch here.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag, model_validator
@@ -17,8 +18,9 @@ from .catalog import OPTIMIZERS, SCHEDULES, WORDS, is_import_path
 
 class Section(BaseModel):
     # strict: TOML already types its values, so "0.1" (a string) for lr is a mistake to
-    # report, not a value to coerce.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # report, not a value to coerce. TOML also reads inf and nan, which no setting means:
+    # an lr of inf trains nothing and fails every trial, so it is refused here.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Range(Section):
@@ -143,7 +145,7 @@ OptimizerChoice = _param(str, None, OPTIMIZER_RULE, _optimizer_name)
 
 
 def _batch_value(value: int | str) -> int | str:
-    if isinstance(value, str) and value != "full":
+    if (isinstance(value, str) and value != "full") or (isinstance(value, int) and value < 1):
         raise ValueError(f'must be an integer >= 1 or "full", got {value!r}')
     return value
 
@@ -167,13 +169,16 @@ def any_value(value: Any, where: str) -> Any:
             first = e.errors()[0] if hasattr(e, "errors") else {"msg": str(e), "loc": ()}
             msg = str(first["msg"]).removeprefix("Value error, ")
             loc = ".".join(str(p) for p in first.get("loc", ()))
-            raise ValueError(f"{where}{'.' + loc if loc else ''}: {msg[0].lower()}{msg[1:]}") from None
+            got = f", got {fmt(first['input'])}" if first.get("type") == "finite_number" else ""
+            raise ValueError(f"{where}{'.' + loc if loc else ''}: {msg[0].lower()}{msg[1:]}{got}") from None
     choices = value if isinstance(value, list) else [value]
     if not choices:
         raise ValueError(f"{where}: a choice needs at least one value, got []")
     for v in choices:
         if not isinstance(v, _SCALARS):
             raise ValueError(f"{where}: must be a number, flag or word (or a range or list of them), got {v!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{where}: input should be a finite number, got {fmt(v)}")
     if isinstance(value, list) and len({repr(v) for v in value}) != len(value):
         raise ValueError(f"{where}: choices must be distinct, got {value}")
     return value

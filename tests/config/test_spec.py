@@ -87,6 +87,15 @@ def test_unknown_key_lists_the_valid_keys() -> None:
         ('name = "tiny"', 'name = "tiny"\ndirection = "minimize"', "x.toml: study.direction: accuracy is maximized, got direction='minimize'; remove the key or change study.metric"),
         ("batch_size = 64", "batch_size = 64\n[space2]", "x.toml: space2: unknown key; valid keys are study, model, data, train, search, space"),
         ("n_trials = 4", "n_trials = 4\nheartbeat_interval = 5\ngrace_period = 5", "x.toml: search: grace_period must be > heartbeat_interval (5), got 5"),
+        ("batch_size = 64", "batch_size = 0", 'x.toml: train.batch_size: must be an integer >= 1 or "full", got 0'),
+        ("batch_size = 64", "batch_size = -5", 'x.toml: train.batch_size: must be an integer >= 1 or "full", got -5'),
+        ("lr = { low = 1e-3, high = 0.3, log = true }", "lr = inf", "x.toml: space.lr: input should be a finite number, got inf"),
+        ("lr = { low = 1e-3, high = 0.3, log = true }", "lr = nan", "x.toml: space.lr: input should be a finite number, got nan"),
+        ("lr = { low = 1e-3, high = 0.3, log = true }", "lr = -0.1", "x.toml: space.lr: must be > 0, got -0.1"),
+        ("lr = { low = 1e-3, high = 0.3, log = true }", "lr = [0.1, inf]", "x.toml: space.lr[1]: input should be a finite number, got inf"),
+        ("high = 0.3", "high = inf", "x.toml: space.lr.high: input should be a finite number, got inf"),
+        ("log = true }", "log = true }\nweight_decay = -inf", "x.toml: space.weight_decay: input should be a finite number, got -inf"),
+        ("n_trials = 4", "n_trials = 4\ntimeout = inf", "x.toml: search.timeout: input should be a finite number, got inf"),
     ],
 )
 def test_bad_values_give_one_clear_line(old: str, new: str, message: str) -> None:
@@ -147,6 +156,8 @@ def test_lr_may_live_in_every_optimizers_table_instead() -> None:
         ('[space.optimizers."a.b:C"]\nbeta = { low = 0.9, high = 0.1 }\n', 'x.toml: space.optimizers."a.b:C".beta: low must be < high, got low=0.9 high=0.1'),
         ('[space.optimizers."a.b:C"]\nbeta = [[1, 2]]\n', 'x.toml: space.optimizers."a.b:C".beta: must be a number, flag or word (or a range or list of them), got [1, 2]'),
         ("[space.optimizers.rmsprop]\nmomentum = 1.0\n", "x.toml: space.optimizers.rmsprop.momentum: must be in [0, 1), got 1"),
+        ('[space.optimizers."a.b:C"]\nbeta = inf\n', 'x.toml: space.optimizers."a.b:C".beta: input should be a finite number, got inf'),
+        ('[space.optimizers."a.b:C"]\nbeta = { low = 0.1, high = nan }\n', 'x.toml: space.optimizers."a.b:C".beta.high: input should be a finite number, got nan'),
     ],
 )
 def test_table_errors_name_the_table_key_rule_and_value(table: str, message: str) -> None:
