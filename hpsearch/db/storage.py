@@ -7,11 +7,17 @@ The database holds Optuna's schema (versioned in `alembic_version`) and hpsearch
 (versioned in `hpsearch_alembic_version`). SQLite is made safe for several local writers:
 write-ahead logging, a busy timeout, and transactions that take the write lock up front
 (`BEGIN IMMEDIATE`), so two processes never deadlock upgrading a read lock.
+
+Read commands open the storage with `read_only=True`: on SQLite the file is opened
+read-only and transactions begin deferred, so a listing never holds the write lock (a
+writer is never kept waiting behind a SELECT) and works on a file the user may only read.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import urllib.parse
 import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
@@ -39,9 +45,24 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_recycle": 3600}
 
 
-def _make_sqlite_safe(engine: sa.engine.Engine) -> None:
+def _read_only_url(url: str) -> str:
+    """A SQLite URL opened read-only; other databases unchanged (their grants decide)."""
+    path = sqlite_path(url)
+    if path is None:
+        return url
+    query = "mode=ro"
+    wal = path.with_name(path.name + "-wal")
+    if not os.access(path.parent, os.W_OK) and not wal.exists():
+        # SQLite reads a WAL database through its -shm file and creates it if missing; in a
+        # folder nobody may write, no writer can exist either, so the file cannot change.
+        query += "&immutable=1"
+    return f"sqlite:///file:{urllib.parse.quote(str(path.resolve()))}?{query}&uri=true"
+
+
+def _make_sqlite_safe(engine: sa.engine.Engine, read_only: bool = False) -> None:
     if engine.dialect.name != "sqlite":
         return
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -53,7 +74,7 @@ def _make_sqlite_safe(engine: sa.engine.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.engine.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
     engine.dispose()  # connections made before the listeners existed are dropped
 
@@ -75,13 +96,14 @@ def _storage_class() -> type:
     class Storage(optuna.storages.RDBStorage):
         """Optuna's RDB storage with hpsearch's connection settings (kept across pickling)."""
 
-        def __init__(self, url: str, **kwargs: Any) -> None:
+        def __init__(self, url: str, read_only: bool = False, **kwargs: Any) -> None:
+            self.read_only = read_only
             super().__init__(url, engine_kwargs=_engine_kwargs(url), **kwargs)
-            _make_sqlite_safe(self.engine)
+            _make_sqlite_safe(self.engine, read_only)
 
         def __setstate__(self, state: dict[str, Any]) -> None:
             super().__setstate__(state)
-            _make_sqlite_safe(self.engine)
+            _make_sqlite_safe(self.engine, self.read_only)
 
     return Storage
 
@@ -148,8 +170,10 @@ def initialize(url: str) -> None:
         storage.engine.dispose()
 
 
-def open_storage(url: str) -> "optuna.storages.RDBStorage":
-    """Optuna's storage on an initialized database; never creates tables (no race)."""
+def open_storage(url: str, read_only: bool = False) -> "optuna.storages.RDBStorage":
+    """Optuna's storage on an initialized database; never creates tables (no race).
+
+    `read_only`: for commands that only look (see the module's docstring)."""
     _quiet()
     path = sqlite_path(url)
     if path is not None and not path.exists():
@@ -159,7 +183,8 @@ def open_storage(url: str) -> "optuna.storages.RDBStorage":
         )
     Storage = _storage_class()
     with _translated(url):
-        storage = Storage(url, skip_compatibility_check=True, skip_table_creation=True)
+        opened = _read_only_url(url) if read_only else url
+        storage = Storage(opened, read_only, skip_compatibility_check=True, skip_table_creation=True)
         versions = versions_of(storage)
     if versions.optuna_current != versions.optuna_head:
         raise StorageError(behind(url, "Optuna", versions.optuna_current, versions.optuna_head))

@@ -32,7 +32,7 @@ def export_bundle(storage: str | None, study_name: str, top: int = 1, confirmati
     """The `top` best complete trials of a study as a config bundle (a plain dict); with a
     `confirmation` (from `run.confirm.confirm`), ranked by their confirmed means."""
     url = resolve_url(storage)
-    backend = open_storage(url)
+    backend = open_storage(url, read_only=True)
     study = load_plain_study(backend, study_name)
     ranked = top_trials(study, top)
     if not ranked:

@@ -14,7 +14,7 @@ from ..search.study import ATTR, load_plain_study
 
 
 def study_rows(storage: str | None) -> list[dict[str, Any]]:
-    st = open_storage(resolve_url(storage))
+    st = open_storage(resolve_url(storage), read_only=True)
     rows = []
     for summary in optuna.get_all_study_summaries(st, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=st)
@@ -38,7 +38,7 @@ def study_rows(storage: str | None) -> list[dict[str, Any]]:
 
 
 def trial_rows(storage: str | None, study_name: str) -> list[dict[str, Any]]:
-    study = load_plain_study(open_storage(resolve_url(storage)), study_name)
+    study = load_plain_study(open_storage(resolve_url(storage), read_only=True), study_name)
     rows = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
@@ -64,7 +64,7 @@ def trial_rows(storage: str | None, study_name: str) -> list[dict[str, Any]]:
 def best(storage: str | None, study_name: str) -> dict[str, Any]:
     """The best complete trial of a study: its number, value, config and params."""
     url = resolve_url(storage)
-    study = load_plain_study(open_storage(url), study_name)
+    study = load_plain_study(open_storage(url, read_only=True), study_name)
     trial = best_trial(study)
     if trial is None:
         raise StorageError(f"study {study_name!r} in {mask_url(url)} has no complete trial yet")

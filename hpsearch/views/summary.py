@@ -90,5 +90,5 @@ def _importances(study: optuna.Study) -> tuple[dict[str, float] | None, str | No
 
 
 def load(storage: str | None, study_name: str) -> tuple[optuna.Study, StudyReport]:
-    study = load_plain_study(open_storage(resolve_url(storage)), study_name)
+    study = load_plain_study(open_storage(resolve_url(storage), read_only=True), study_name)
     return study, summarize(study)

@@ -300,3 +300,59 @@ def test_a_database_behind_head_is_refused_with_the_upgrade_command(tmp_path, wr
     assert CliRunner().invoke(cli, ["launch", str(other), "--storage", url]).exit_code == 0
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 3  # the old study is intact
     assert len(optuna.load_study(study_name="other", storage=url).trials) == 4
+
+
+def _as_reader(args: list[str]) -> list[str]:
+    """Run a command as a user who may only read (root ignores file modes)."""
+    import os
+
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture
+def read_only_db(write_study):
+    """A finished study in a SQLite file nobody but its owner may write, and its folder."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="hpsearch-ro-"))
+    url = f"sqlite:///{folder / 'h.db'}"
+    run_tiny(write_study, url)
+    import sqlite3
+
+    finished = sqlite3.connect(folder / "h.db")
+    finished.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # as when every writer has closed
+    finished.close()
+    for extra in folder.glob("h.db-*"):
+        extra.unlink()
+    (folder / "h.db").chmod(0o444)
+    folder.chmod(0o755)
+    yield folder, url
+    folder.chmod(0o755)
+    shutil.rmtree(folder)
+
+
+def test_read_commands_need_only_read_access(read_only_db) -> None:
+    folder, url = read_only_db
+    hpsearch = str(Path(sys.executable).parent / "hpsearch")
+    # WAL reads need a -shm file: SQLite creates it in a writable folder; in a read-only one
+    # the file is opened as immutable. Each command is tried once, in one or the other.
+    cases = [(0o555, ["studies"]), (0o555, ["best", "tiny"]), (0o555, ["report", "tiny"]), (0o777, ["trials", "tiny"]), (0o777, ["export", "tiny"])]
+    for folder_mode, command in cases:
+        folder.chmod(folder_mode)
+        out = subprocess.run(_as_reader([hpsearch, *command, "--storage", url]), check=False, capture_output=True, text=True, timeout=120, cwd="/")
+        assert out.returncode == 0 and out.stdout.strip() and "Traceback" not in out.stderr, (command, out.stderr)
+
+
+def test_a_reader_never_holds_the_write_lock(sqlite_url, write_study) -> None:
+    """A read transaction left open must not keep a writer waiting (deferred BEGIN)."""
+    import sqlite3
+
+    run_tiny(write_study, sqlite_url)
+    reader = open_storage(resolve_url(sqlite_url), read_only=True)
+    with reader.engine.connect() as conn:
+        conn.execute(sa.text("SELECT count(*) FROM trials")).scalar()  # inside a transaction now
+        writer = sqlite3.connect(sa.engine.make_url(sqlite_url).database, timeout=0.5, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # raises 'database is locked' behind an IMMEDIATE reader
+        writer.execute("UPDATE studies SET study_name = study_name")
+        writer.execute("COMMIT")
+        writer.close()
