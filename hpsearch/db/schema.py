@@ -35,12 +35,19 @@ class SchemaVersions:
 
 
 
-def versions_of(storage: "optuna.storages.RDBStorage") -> SchemaVersions:
+def versions_of(storage: "optuna.storages.RDBStorage", url: str) -> SchemaVersions:
+    """Both versions; refuses a database a newer hpsearch has upgraded (nothing here can read
+    its tables, and no migration of ours leads back)."""
     from alembic.runtime.migration import MigrationContext
 
     with storage.engine.connect() as conn:
         ours = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
         optuna_current = MigrationContext.configure(conn).get_current_revision()
+    if ours is not None and ours not in {r.revision for r in _script().walk_revisions()}:
+        raise StorageError(
+            f"storage {mask_url(url)}: the hpsearch schema is at {ours}, written by a newer "
+            "hpsearch than this one; upgrade hpsearch (pip install -U hpsearch)"
+        )
     return SchemaVersions(
         optuna_current=optuna_current,
         optuna_head=storage.get_head_version(),

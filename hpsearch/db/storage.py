@@ -160,7 +160,7 @@ def initialize(url: str) -> None:
         storage = Storage(url, skip_compatibility_check=True)
         if path is not None:
             _enable_wal(storage.engine)
-        versions = versions_of(storage)
+        versions = versions_of(storage, url)
         if versions.optuna_current != versions.optuna_head:
             raise StorageError(behind(url, "Optuna", versions.optuna_current, versions.optuna_head))
         if versions.ours_current is None:
@@ -185,7 +185,7 @@ def open_storage(url: str, read_only: bool = False) -> "optuna.storages.RDBStora
     with _translated(url):
         opened = _read_only_url(url) if read_only else url
         storage = Storage(opened, read_only, skip_compatibility_check=True, skip_table_creation=True)
-        versions = versions_of(storage)
+        versions = versions_of(storage, url)
     if versions.optuna_current != versions.optuna_head:
         raise StorageError(behind(url, "Optuna", versions.optuna_current, versions.optuna_head))
     if versions.ours_current != versions.ours_head:
@@ -206,7 +206,7 @@ def schema_versions(url: str) -> SchemaVersions:
         raise StorageError(f"storage {mask_url(url)}: no such database file")
     with _translated(url):
         storage = _storage_class()(url, skip_compatibility_check=True, skip_table_creation=True)
-        return versions_of(storage)
+        return versions_of(storage, url)
 
 
 def upgrade(url: str) -> SchemaVersions:
@@ -214,12 +214,13 @@ def upgrade(url: str) -> SchemaVersions:
     _quiet()
     with _translated(url):
         storage = _storage_class()(url, skip_compatibility_check=True)
+        versions_of(storage, url)  # a schema ahead of this hpsearch is refused before any change
         if storage.get_current_version() != storage.get_head_version():
             storage.upgrade()
         alembic_upgrade(storage.engine)
         if sqlite_path(url) is not None:
             _enable_wal(storage.engine)
-        return versions_of(storage)
+        return versions_of(storage, url)
 
 
 def rdb(study: "optuna.Study") -> "optuna.storages.RDBStorage":

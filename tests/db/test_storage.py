@@ -356,3 +356,21 @@ def test_a_reader_never_holds_the_write_lock(sqlite_url, write_study) -> None:
         writer.execute("UPDATE studies SET study_name = study_name")
         writer.execute("COMMIT")
         writer.close()
+
+
+def test_a_database_ahead_of_this_hpsearch_is_refused_by_every_command(tmp_path, write_study) -> None:
+    url = fixture_copy("hpsearch-0002.sqlite3", tmp_path)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0099_from_the_future'"))
+    expected = (
+        f"Error: storage {url}: the hpsearch schema is at 0099_from_the_future, written by a newer "
+        "hpsearch than this one; upgrade hpsearch (pip install -U hpsearch)"
+    )
+    commands = [["launch", str(write_study())], ["studies"], ["trials", "tiny"], ["best", "tiny"], ["export", "tiny"], ["db", "check"], ["db", "upgrade"]]
+    for command in commands:
+        result = CliRunner().invoke(cli, [*command, "--storage", url])
+        assert result.exit_code == 1 and result.stderr.strip() == expected, (command, result.output, result.exception)
+    with engine.connect() as conn:  # nothing was migrated or stamped
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0099_from_the_future"
+    engine.dispose()
