@@ -209,10 +209,33 @@ def schema_versions(url: str) -> SchemaVersions:
         return versions_of(storage, url)
 
 
+def _create_server_database(url: str) -> None:
+    """Create the database a PostgreSQL or MySQL URL names, when the server lacks it."""
+    target = sa.engine.make_url(url)
+    dialect = target.get_backend_name()
+    if dialect not in ("postgresql", "mysql") or not target.database:
+        return
+    # PostgreSQL always has a `postgres` database to connect to; MySQL needs none.
+    server = target._replace(database="postgres" if dialect == "postgresql" else None)  # URL is a namedtuple
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if dialect == "postgresql":
+                found = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}).first()
+            else:
+                found = conn.execute(sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :n"), {"n": target.database}).first()
+            if found is None:
+                conn.exec_driver_sql(f"CREATE DATABASE {admin.dialect.identifier_preparer.quote(target.database)}")
+    finally:
+        admin.dispose()
+
+
 def upgrade(url: str) -> SchemaVersions:
-    """Bring both schemas to head: Optuna's own migrations, then hpsearch's."""
+    """Bring both schemas to head: Optuna's own migrations, then hpsearch's (creating a
+    missing database first)."""
     _quiet()
     with _translated(url):
+        _create_server_database(url)
         storage = _storage_class()(url, skip_compatibility_check=True)
         versions_of(storage, url)  # a schema ahead of this hpsearch is refused before any change
         if storage.get_current_version() != storage.get_head_version():

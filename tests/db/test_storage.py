@@ -374,3 +374,24 @@ def test_a_database_ahead_of_this_hpsearch_is_refused_by_every_command(tmp_path,
     with engine.connect() as conn:  # nothing was migrated or stamped
         assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == "0099_from_the_future"
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_upgrade_creates_a_missing_server_database(kind) -> None:
+    import uuid
+
+    from tests.conftest import _server_or_skip
+
+    server = sa.engine.make_url(_server_or_skip(kind))
+    name = f"hps_new_{uuid.uuid4().hex[:10]}"
+    url = server.set(database=name).render_as_string(hide_password=False)
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        result = CliRunner().invoke(cli, ["db", "upgrade", "--storage", url])
+        assert result.exit_code == 0, result.output
+        assert schema_versions(resolve_url(url)).up_to_date
+        assert CliRunner().invoke(cli, ["db", "upgrade", "--storage", url]).exit_code == 0  # again: nothing to do
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if kind == "postgres" else ""))
+        admin.dispose()
