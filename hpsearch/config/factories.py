@@ -43,7 +43,7 @@ def load_factory(name: str, where: str, error: type[HpsearchError]) -> Callable[
         ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise error(f"{where}: module {module_name!r} has no callable {attr!r}, got {name!r}")
+        raise error(f"{where}: module {module_name!r} has no callable {attr!r}, got {name!r}; check the name after the colon")
     return factory
 
 
@@ -66,6 +66,8 @@ def raised_in_user_code(error: BaseException, what: str) -> str:
     frames = user_frames(error)
     own = [f for f in frames if not os.path.abspath(f.filename).startswith(_LIBRARIES)] or frames
     where = f" (at {os.path.basename(own[-1].filename)}:{own[-1].lineno} in {own[-1].name})" if own else ""
+    if isinstance(error, SystemExit):  # would end the launcher with the user's exit code and no word
+        return f"{what} called sys.exit({error.code!r}){where}; it must return (or raise an exception), not exit the process"
     return f"{what} raised {type(error).__name__}: {error}{where}"
 
 

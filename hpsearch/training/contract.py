@@ -67,7 +67,7 @@ def check_model(make_model: Callable[[], nn.Module], data: Dataset, name: str) -
         x, y = data.x_train[:PROBE_EXAMPLES], data.y_train[:PROBE_EXAMPLES]
         try:
             outputs = model(x)
-        except Exception as e:  # the user's forward
+        except (Exception, SystemExit) as e:  # the user's forward
             raise ModelError(raised_in_user_code(e, f"{where}: its forward on a batch of shape {list(x.shape)}"), trace=user_traceback(e)) from None
         if not isinstance(outputs, torch.Tensor):
             raise ModelError(f"{where}: its forward must return a tensor, got {type(outputs).__name__}")
@@ -80,7 +80,7 @@ def check_model(make_model: Callable[[], nn.Module], data: Dataset, name: str) -
             loss = training_loss(outputs.float(), y, data.loss)
         except ModelError:
             raise
-        except Exception as e:  # a user's loss function, or a torch loss refusing its inputs
+        except (Exception, SystemExit) as e:  # a user's loss function, or a torch loss refusing its inputs
             raise ModelError(raised_in_user_code(e, f"train.loss: {data.loss.name}"), trace=user_traceback(e)) from None
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             shape = list(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
@@ -90,7 +90,7 @@ def check_model(make_model: Callable[[], nn.Module], data: Dataset, name: str) -
             raise ModelError(f"{where}: the loss of the untrained model is {value} on the first {len(x)} examples; check the model's outputs")
         try:
             loss.backward()
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             raise ModelError(raised_in_user_code(e, f"{where}: the backward pass"), trace=user_traceback(e)) from None
         parameters = [p for p in model.parameters() if p.requires_grad]
         if not parameters or all(p.grad is None for p in parameters):

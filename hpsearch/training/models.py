@@ -80,7 +80,7 @@ def model_factory(section: "ModelSection", data: "Dataset") -> Callable[[], nn.M
     def build() -> nn.Module:
         try:
             model = factory(*arguments, **section.options)
-        except Exception as e:  # the user's code: report it as what it is, with where
+        except (Exception, SystemExit) as e:  # the user's code: report it as what it is, with where
             raise ModelError(raised_in_user_code(e, f"model.name: {section.name}"), trace=user_traceback(e)) from None
         if not isinstance(model, nn.Module):
             raise ModelError(

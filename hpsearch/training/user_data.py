@@ -51,7 +51,7 @@ def factory_pieces(section: "DataSection") -> Pieces:
     factory = load_factory(section.name, "data.name", DataError)
     try:
         returned = factory(**section.options)
-    except Exception as e:  # the user's code: report it as what it is, with where
+    except (Exception, SystemExit) as e:  # the user's code: report it as what it is, with where
         raise DataError(raised_in_user_code(e, f"data.name: {section.name}"), trace=user_traceback(e)) from None
     return pieces_of(returned, section.name)
 
@@ -87,14 +87,36 @@ def _piece(value: Any, where: str) -> Piece:
             raise DataError(f"{where}: the Dataset has no __len__; hpsearch needs to know how many examples it holds")
         return value
     if isinstance(value, (tuple, list)) and len(value) == 2:
+        _refuse_words(value[1], where)
         try:
             x, y = (torch.as_tensor(v) for v in value)
         except (TypeError, ValueError, RuntimeError) as e:
-            raise DataError(f"{where}: expected tensors or arrays (x, y), got {type(value[0]).__name__}, {type(value[1]).__name__}: {e}") from None
-        if len(x) != len(y):
-            raise DataError(f"{where}: {len(x)} inputs for {len(y)} targets")
+            raise DataError(
+                f"{where}: expected tensors or arrays (x, y), got {type(value[0]).__name__}, {type(value[1]).__name__}: "
+                f"{str(e).split('.')[0]}; return numeric tensors or numpy arrays"
+            ) from None
+        if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
+            sizes = [len(t) if t.dim() else "a scalar" for t in (x, y)]
+            raise DataError(f"{where}: {sizes[0]} inputs for {sizes[1]} targets; return one target per input, x and y of the same length")
         return (x, y)
     raise DataError(f"{where}: expected (x, y) or a Dataset, got {type(value).__name__}")
+
+
+def _refuse_words(targets: Any, where: str, item: str = "targets") -> None:
+    """Class names as targets ("cat", "dog") are a common first try; say how to number them."""
+    if isinstance(targets, str | bytes):
+        words = [targets]
+    elif getattr(targets, "dtype", None) is not None and getattr(targets.dtype, "kind", "") in ("U", "S", "O"):
+        words = [str(t) for t in targets.reshape(-1)[:3] if isinstance(t, str | bytes)]
+    elif isinstance(targets, (list, tuple)):
+        words = [t for t in targets[:3] if isinstance(t, str | bytes)]
+    else:
+        return
+    if words:
+        raise DataError(
+            f"{where}: the {item} are words ({', '.join(repr(w) for w in words)}, ...), not numbers; number the classes "
+            "0..C-1 first, e.g. classes, y = numpy.unique(y, return_inverse=True)"
+        )
 
 
 def size(piece: Piece) -> int:
@@ -112,6 +134,7 @@ def examples(piece: Piece, index: torch.Tensor | None = None, where: str = "data
         item = piece[i]
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise DataError(f"{where}: item {i} of the Dataset is {type(item).__name__}; each item must be (input, target)")
+        _refuse_words(item[1], where, f"targets of the Dataset (item {i}: {item[1]!r})")
         try:
             inputs.append(torch.as_tensor(item[0]))
             targets.append(torch.as_tensor(item[1]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import re
 import struct
 import tarfile
 from pathlib import Path
@@ -317,3 +318,54 @@ def test_the_public_pieces_are_the_ones_training_uses() -> None:
     for epoch in range(2):
         assert [list(b) for b in sampler] == [b.tolist() for b in batch_order(data.n_train, 64, 3, epoch)]
     assert len(sampler) == 4 and len(BatchOrder(10, "full", 0)) == 1
+
+
+MISUSED_FORMS = '''
+import sys
+import numpy as np
+import torch
+
+def words():
+    return np.zeros((20, 3), dtype="float32"), np.array(["cat", "dog"] * 10)
+
+def word_list():
+    return torch.zeros(20, 3), ["cat", "dog"] * 10
+
+class Named(torch.utils.data.Dataset):
+    def __len__(self):
+        return 20
+    def __getitem__(self, i):
+        return torch.zeros(3), "cat"
+
+def named():
+    return Named()
+
+def uneven():
+    return torch.zeros(20, 3), torch.zeros(18, dtype=torch.long)
+
+def uneven_validation():
+    return torch.zeros(20, 3), torch.zeros(20, dtype=torch.long), torch.zeros(5, 3), torch.zeros(4, dtype=torch.long)
+
+def exits():
+    sys.exit(3)
+'''
+
+
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        ("words", "data.name: misused:words [0:2]: the targets are words ('cat', 'dog', 'cat', ...), not numbers; number the classes 0..C-1 first, e.g. classes, y = numpy.unique(y, return_inverse=True)"),
+        ("word_list", "data.name: misused:word_list [0:2]: the targets are words ('cat', 'dog', 'cat', ...), not numbers; number the classes 0..C-1 first, e.g. classes, y = numpy.unique(y, return_inverse=True)"),
+        ("named", "misused:named: the targets of the Dataset (item 0: 'cat') are words ('cat', ...), not numbers; number the classes 0..C-1 first, e.g. classes, y = numpy.unique(y, return_inverse=True)"),
+        ("uneven", "data.name: misused:uneven [0:2]: 20 inputs for 18 targets; return one target per input, x and y of the same length"),
+        ("uneven_validation", "data.name: misused:uneven_validation [2:4]: 5 inputs for 4 targets; return one target per input, x and y of the same length"),
+        ("exits", "data.name: misused:exits called sys.exit(3) (at misused.py:28 in exits); it must return (or raise an exception), not exit the process"),
+    ],
+)
+def test_misused_factories_say_what_to_return(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, factory: str, message: str) -> None:
+    (tmp_path / "misused.py").write_text(MISUSED_FORMS)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as caught:
+        load_dataset(section(name=f"misused:{factory}", validation_fraction=0.2), "accuracy")
+    shown = re.sub(r"\(item \d+:", "(item 0:", str(caught.value))  # a Dataset is read in the split's order
+    assert shown == message and "\n" not in shown
