@@ -24,8 +24,11 @@ from typing import Any
 import optuna
 
 from ..config.batches import typical_batch
+from ..config.catalog import is_import_path
+from ..config.factories import load_factory
 from ..config.space import describe
 from ..config.spec import StudyFile, load_study_file
+from ..errors import DataError, HpsearchError, ModelError, SpecError
 from ..search.samplers import make_pruner, make_sampler
 from ..training.contract import ModelCheck, check_model
 from ..training.data import load_study_data
@@ -78,8 +81,18 @@ def check_study(
     precision: str = "fp32",
     quick: bool = False,
 ) -> CheckReport:
-    """Check a study as a launch would use it; raises the HpsearchError a launch would."""
+    """Check a study as a launch would use it; raises the HpsearchError a launch would,
+    its message led by the study file's path."""
     file = study_file if isinstance(study_file, StudyFile) else load_study_file(study_file)
+    try:
+        return _check(file, device, data_dir, engine, cohort, precision, quick)
+    except HpsearchError as e:
+        if str(e).startswith(f"{file.path}:"):
+            raise
+        raise type(e)(f"{file.path}: {e}", trace=e.trace) from None
+
+
+def _check(file: StudyFile, device: str | None, data_dir: str | None, engine: str, cohort: int | None, precision: str, quick: bool) -> CheckReport:
     spec = file.spec
     with warnings.catch_warnings():  # TPE's group option is "experimental"; a check need not say so
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -87,6 +100,7 @@ def check_study(
     pruner = make_pruner(spec.search, spec.train.epochs)
     report = CheckReport(file, _described(sampler, spec.search.sampler_options), _described(pruner, spec.search.pruner_options))
     if quick:
+        _import_factories(spec)
         return report
     chosen = resolve_device(device)
     set_precision(precision, chosen)
@@ -122,6 +136,16 @@ def check_study(
     report.engine = decide_engine(spec, make_model, data, chosen, engine, cohort)
     report.estimate = _estimate(spec, make_model, data, report.engine, checked, cohort)
     return report
+
+
+def _import_factories(spec: Any) -> None:
+    """Import every `package.module:name` the study names, so that even a quick check finds
+    a misspelt module or function (a launch would fail on it)."""
+    named = [("model.name", spec.model.name if spec.model else None, ModelError), ("data.name", spec.data.name, DataError),
+             ("train.function", spec.train.function, SpecError), ("train.loss", spec.train.loss, DataError)]
+    for where, name, error in named:
+        if name is not None and is_import_path(name):
+            load_factory(name, where, error)
 
 
 def _estimate(spec: Any, make_model: Any, data: Any, choice: EngineChoice, checked: ModelCheck, cohort: int | None) -> dict[str, Any]:

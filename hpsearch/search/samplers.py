@@ -7,6 +7,7 @@ not repeat each other; pruners get their resources (epochs) explicitly, never es
 from __future__ import annotations
 
 import hashlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
     from ..config.spec import SearchSection
 
 
+def check_options(options: dict[str, Any], cls: type, given: set[str], where: str, what: str) -> None:
+    """Refuse an option the Optuna class does not take (or that hpsearch passes itself),
+    naming the valid ones, before the class would say it in its own words."""
+    taken = [n for n, p in inspect.signature(cls).parameters.items() if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD]
+    valid = [n for n in taken if n not in given]
+    for key in options:
+        if key not in valid:
+            known = f"valid options are {', '.join(valid)}" if valid else "it takes no options"
+            raise SpecError(f"{where}: the {what} takes no option {key!r}; remove it ({known})")
+
+
 def make_sampler(spec: StudySpec, worker: int = 0, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The study's sampler, seeded. Each worker, and each resumed launch, gets its own seed
     (derived from the study's), so parallel or resumed searches do not repeat each other."""
@@ -29,6 +41,9 @@ def make_sampler(spec: StudySpec, worker: int = 0, offset: int = 0) -> optuna.sa
         seed = int.from_bytes(hashlib.sha256(f"{seed}/{worker}/{offset}".encode()).digest()[:4], "little")
     name, options = search.sampler, dict(search.sampler_options)
     samplers = optuna.samplers
+    classes = {"tpe": samplers.TPESampler, "random": samplers.RandomSampler, "cmaes": samplers.CmaEsSampler,
+               "gp": samplers.GPSampler, "qmc": samplers.QMCSampler, "grid": samplers.GridSampler}
+    check_options(options, classes[name], {"seed", "search_space"}, "search.sampler_options", f"{name} sampler")
     try:
         if name == "tpe":
             defaults = {"multivariate": True, "group": True, "constant_liar": True}
@@ -50,6 +65,9 @@ def make_pruner(search: "SearchSection", epochs: int) -> optuna.pruners.BasePrun
     """The study's pruner; resources are epochs, given explicitly (no 'auto' estimate)."""
     name, options = search.pruner, dict(search.pruner_options)
     pruners = optuna.pruners
+    classes = {"none": pruners.NopPruner, "median": pruners.MedianPruner,
+               "successive-halving": pruners.SuccessiveHalvingPruner, "hyperband": pruners.HyperbandPruner}
+    check_options(options, classes[name], set(), "search.pruner_options", f"{name} pruner")
     try:
         if name == "none":
             return pruners.NopPruner(**options)

@@ -49,27 +49,44 @@ def read_idx(path: Path) -> np.ndarray:
 
 def read_cifar10(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The five CIFAR-10 training batches from the python archive or its extracted folder."""
-    batches: list[dict[bytes, Any]] = []
+    batches: list[tuple[np.ndarray, np.ndarray]] = []
     names = [f"data_batch_{i}" for i in range(1, 6)]
     try:
         if path.is_dir():
             for n in names:
                 with open(path / n, "rb") as f:
-                    batches.append(pickle.load(f, encoding="bytes"))
+                    batches.append(_cifar_batch(f, path / n))
         else:
             with tarfile.open(path, "r:gz") as archive:
                 for n in names:
                     member = archive.extractfile(f"{_CIFAR_FOLDER}/{n}")
                     if member is None:
-                        raise KeyError(n)
-                    batches.append(pickle.load(member, encoding="bytes"))
+                        raise FileNotFoundError(n)
+                    batches.append(_cifar_batch(member, Path(f"{path}:{_CIFAR_FOLDER}/{n}")))
     except (KeyError, FileNotFoundError) as e:
         raise DataError(f"{path}: CIFAR-10 batch {e} is missing; expected {', '.join(names)}") from None
-    except (OSError, pickle.UnpicklingError, EOFError, tarfile.TarError) as e:
-        raise DataError(f"{path}: cannot read the CIFAR-10 archive: {e}") from None
-    x = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)
-    y = np.concatenate([np.asarray(b[b"labels"]) for b in batches])
-    return x, y
+    except (OSError, EOFError, tarfile.TarError) as e:
+        raise DataError(f"{path}: cannot read the CIFAR-10 archive: {e}; download it again") from None
+    return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+
+
+def _cifar_batch(file: Any, where: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch: a pickled dict of `data` [N, 3072] bytes and N `labels` in 0..9."""
+    try:
+        batch = pickle.load(file, encoding="bytes")
+    except Exception as e:  # a damaged pickle fails with almost any error, depending on its bytes
+        raise DataError(f"{where}: not a CIFAR-10 batch, the file is damaged ({type(e).__name__}: {e}); download the archive again") from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = np.asarray(batch.get(b"labels", [])) if isinstance(batch, dict) else np.asarray([])
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
+        shape = list(data.shape) if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(
+            f"{where}: not a CIFAR-10 batch: expected data [N, 3072] and N labels, got data {shape} and "
+            f"{labels.size} labels; download the archive again"
+        )
+    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{where}: not a CIFAR-10 batch: labels must be 0..9; download the archive again")
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def find_mnist(name: str, root: Path) -> Path:

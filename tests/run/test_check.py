@@ -55,18 +55,19 @@ def test_check_shows_a_constructor_error_with_the_users_traceback(write_study, t
         "        self.fc = torch.nn.Linear(64, 10)\n"
         "        self.head = torch.nn.Linear(self.fc.out_feature, 10)\n"
     )
-    result = run("check", write_study(TINY_STUDY.replace('name = "mlp"\nhidden = 16', 'name = "badinit:Net"')))
+    spec = write_study(TINY_STUDY.replace('name = "mlp"\nhidden = 16', 'name = "badinit:Net"'))
+    result = run("check", spec)
     assert result.exit_code == 1 and "Traceback (most recent call last, your code only)" in result.stderr
     assert 'badinit.py", line 6, in __init__' in result.stderr and "self.head = torch.nn.Linear(self.fc.out_feature, 10)" in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last == "Error: model.name: badinit:Net raised AttributeError: 'Linear' object has no attribute 'out_feature' (at badinit.py:6 in __init__)"
+    assert last == f"Error: {spec}: model.name: badinit:Net raised AttributeError: 'Linear' object has no attribute 'out_feature' (at badinit.py:6 in __init__)"
     assert "cannot train in cohorts" not in result.output
 
 
 def test_check_builds_the_sampler_and_pruner_with_their_options(write_study) -> None:
     spec = write_study(TINY_STUDY.replace('sampler = "random"', 'sampler = "tpe"\nsampler_options = { n_startup_trial = 3 }'))
     result = run("check", spec, "--quick")
-    assert result.exit_code == 1 and result.stderr.startswith("Error: search.sampler_options: tpe sampler rejects {'n_startup_trial': 3}")
+    assert result.exit_code == 1 and result.stderr.startswith(f"Error: {spec}: search.sampler_options: the tpe sampler takes no option 'n_startup_trial'; remove it (valid options are consider_prior")
     spec = write_study(TINY_STUDY.replace('seed = 1', 'seed = 1\npruner = "median"\npruner_options = { n_startup_trials = 2 }'))
     assert "pruner MedianPruner(n_startup_trials=2)" in run("check", spec, "--quick").stdout
 
@@ -76,7 +77,27 @@ def test_quick_check_loads_no_data(write_study, tmp_path) -> None:
     spec = write_study(TINY_STUDY.replace('name = "digits"', 'name = "slowdata:make"'))
     assert run("check", spec, "--quick").exit_code == 0
     full = run("check", spec)
-    assert full.exit_code == 1 and "Error: data.name: slowdata:make raised RuntimeError: would read 50 GB (at slowdata.py:2 in make)" in full.stderr
+    assert full.exit_code == 1 and f"Error: {spec}: data.name: slowdata:make raised RuntimeError: would read 50 GB (at slowdata.py:2 in make)" in full.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('name = "mlp"', 'name = "nosuchmodule:make"', "model.name: cannot import module 'nosuchmodule' for 'nosuchmodule:make': No module named 'nosuchmodule'; check the name and that the module is importable from the working directory"),
+        ('name = "digits"', 'name = "json:nosuchfunction"', "data.name: module 'json' has no callable 'nosuchfunction', got 'json:nosuchfunction'; check the name after the colon"),
+        ('seed = 1', 'seed = 1\nsampler_options = { n_startup_trials = 3 }', "search.sampler_options: the random sampler takes no option 'n_startup_trials'; remove it (it takes no options)"),
+        ('seed = 1', 'seed = 1\npruner = "median"\npruner_options = { warmup = 2 }', "search.pruner_options: the median pruner takes no option 'warmup'; remove it (valid options are n_startup_trials, n_warmup_steps, interval_steps, n_min_trials)"),
+        ('seed = 1', 'seed = 1\nsampler_options = { seed = 3 }', "search.sampler_options: the random sampler takes no option 'seed'; remove it (it takes no options)"),
+        ("lr = { low = 1e-3, high = 0.3, log = true }", "lr = inf", "space.lr: input should be a finite number, got inf"),
+        ("batch_size = 64", "batch_size = 0", 'train.batch_size: must be an integer >= 1 or "full", got 0'),
+    ],
+)
+@pytest.mark.parametrize("quick", [True, False])
+def test_check_refuses_what_a_launch_would_fail_on(write_study, old, new, message, quick) -> None:
+    spec = write_study(TINY_STUDY.replace(old, new, 1))
+    result = run("check", spec, *(["--quick"] if quick else []))
+    assert result.exit_code == 1 and "valid." not in result.stdout
+    assert result.stderr.strip() == f"Error: {spec}: {message}"
 
 
 def test_check_a_study_with_its_own_loop(write_study, tmp_path) -> None:
