@@ -85,7 +85,7 @@ def _print_summary(summary: Any) -> None:
 @click.option("--cohort", "cohort", default="auto", show_default=True, help="Trials per cohort, or auto.")
 @click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32", show_default=True, help="On CUDA: fp32, tf32 or bf16 autocast.")
 @click.option("--launch-id", type=int, hidden=True)
-@click.option("--index", type=int, default=0, hidden=True)
+@click.option("--index", type=int, default=None, hidden=True)  # None: started by hand (seeds by host and pid)
 @click.option("--deadline", type=float, hidden=True)
 def worker(study: str, storage: str | None, cohort: str, launch_id: int | None, **options: Any) -> None:
     """Join STUDY (already launched) and run its trials until its budget is met.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -32,13 +34,21 @@ def check_options(options: dict[str, Any], cls: type, given: set[str], where: st
             raise SpecError(f"{where}: the {what} takes no option {key!r}; remove it ({known})")
 
 
-def make_sampler(spec: StudySpec, worker: int = 0, offset: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: StudySpec, worker: int | None = 0, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The study's sampler, seeded. Each worker, and each resumed launch, gets its own seed
-    (derived from the study's), so parallel or resumed searches do not repeat each other."""
+    (derived from the study's), so parallel or resumed searches do not repeat each other.
+
+    `worker`: the index a launch gave it (the same seeds on a rerun), or None for a worker
+    started by hand: no launch numbers those, so its host and process id tell it apart
+    from the others started at the same moment on other nodes."""
     search = spec.search
     seed = search.seed
-    if seed is not None and (worker or offset):
-        seed = int.from_bytes(hashlib.sha256(f"{seed}/{worker}/{offset}".encode()).digest()[:4], "little")
+    if worker is None:
+        worker_id: int | str = f"{socket.gethostname()}:{os.getpid()}"
+    else:
+        worker_id = worker
+    if seed is not None and (worker_id or offset):
+        seed = int.from_bytes(hashlib.sha256(f"{seed}/{worker_id}/{offset}".encode()).digest()[:4], "little")
     name, options = search.sampler, dict(search.sampler_options)
     samplers = optuna.samplers
     classes = {"tpe": samplers.TPESampler, "random": samplers.RandomSampler, "cmaes": samplers.CmaEsSampler,
