@@ -44,7 +44,9 @@ def export(study: str, storage: str | None, top: int, seeds: int | None, device:
     study holds a test set out.
     """
     from ..api import export as run
+    from ..views.export import writable_output
 
+    writable_output(output)
     bundle = run(study, storage=storage, top=top, confirm=seeds, device=device, data_dir=data_dir, output=output, fmt=fmt, progress=lambda line: click.echo(line, err=True))
     if seeds:
         from ..views.export import confirmation_rows
@@ -65,9 +67,11 @@ def export(study: str, storage: str | None, top: int, seeds: int | None, device:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write a self-contained HTML page here.")
 def report(study: str, storage: str | None, output: str | None) -> None:
     """Summarise a study: a table per optimizer, parameter importances, an HTML page."""
+    from ..views.export import writable_output, write_text
     from ..views.page import html_page
     from ..views.summary import load
 
+    writable_output(output)
     found, summary = load(storage, study)
     click.echo(f"Study {summary.study}: validation {summary.metric}, {summary.direction}d")
     table(
@@ -81,9 +85,7 @@ def report(study: str, storage: str | None, output: str | None) -> None:
     if summary.comparison:
         _print_comparison(summary.comparison)
     if output:
-        from pathlib import Path
-
-        Path(output).write_text(html_page(found, summary), encoding="utf-8")
+        write_text(output, html_page(found, summary))
         click.echo(f"Wrote {output}")
 
 
@@ -105,17 +107,17 @@ def compare(spec: str, output: str | None, **options: Any) -> None:
     """
     from ..run.compare import CompareOptions
     from ..run.compare import compare as run
+    from ..views.export import writable_output, write_text
 
+    writable_output(output)
     result = run(CompareOptions(study_file=spec, **options))
     _print_comparison(result)
     if output:
-        from pathlib import Path
-
         from ..views.page import html_page
         from ..views.summary import load
 
         found, summary = load(options.get("storage"), f"{result['study']}-seeds")
-        Path(output).write_text(html_page(found, summary), encoding="utf-8")
+        write_text(output, html_page(found, summary))
         click.echo(f"Wrote {output}")
 
 

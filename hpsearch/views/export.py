@@ -13,6 +13,7 @@ std, and its test scores when the study holds a test set out.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..config.bundle import FORMAT, VERSION, dumps, format_of, recipe
 from ..db.runs import trained_with
 from ..db.storage import open_storage
 from ..db.urls import mask_url, resolve_url
-from ..errors import StorageError
+from ..errors import ConfigError, StorageError
 from ..search.budget import top_trials
 from ..search.study import ATTR, load_plain_study, open_study
 from ..training.device import versions
@@ -105,10 +106,29 @@ def _spread(summary: dict[str, Any] | None) -> str:
     return f"{summary['mean']:.4g} ± {summary['std']:.2g}"
 
 
+def writable_output(output: str | None) -> None:
+    """Refuse an `-o` file that cannot be written, before the work that would fill it."""
+    if output is None:
+        return
+    folder = Path(output).parent
+    if not folder.is_dir():
+        raise ConfigError(f"-o {output}: folder {folder} does not exist; create it first or write elsewhere")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"-o {output}: folder {folder} is not writable; choose a folder you may write")
+
+
+def write_text(output: str, text: str) -> None:
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"-o {output}: cannot write the file: {e.strerror or e}; choose another path") from None
+
+
 def write_bundle(bundle: dict[str, Any], output: str | None, fmt: str | None) -> str:
     """Write to `output` (format from its extension unless given) and return the text."""
     text = dumps(bundle, format_of(output or "bundle.json", fmt))
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        writable_output(output)
+        write_text(output, text)
     return text
 
