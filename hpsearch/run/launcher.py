@@ -31,7 +31,7 @@ from typing import Any, Callable
 from ..config.spec import StudyFile, load_study_file
 from ..db import launches, runs
 from ..db.storage import initialize, open_storage, rdb
-from ..db.urls import mask_url, resolve_url
+from ..db.urls import mask_secrets, mask_url, resolve_url
 from ..outcomes import LAUNCH_OUTCOME, LaunchOutcome, WorkerStop
 from ..search.budget import best_trial, counts, finished
 from ..search.note import write_study_note
@@ -130,7 +130,7 @@ def record_launch(opened: OpenStudy, url: str, command: str, devices: list[str] 
         study_file_sha256=opened.file.sha256,
         host=socket.gethostname(),
         username=_user(),
-        command=command.replace(url, mask_url(url)),
+        command=mask_secrets(command, url),
         hpsearch_version=info["hpsearch"],
         torch_version=info["torch"],
         optuna_version=info["optuna"],
