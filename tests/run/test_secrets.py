@@ -75,7 +75,7 @@ def test_a_password_in_the_url_is_never_stored_or_logged(kind, request, write_st
     try:
         spec = write_study(TINY_STUDY)
         logs = tmp_path / "logs"
-        launched = subprocess.run(  # noqa: PLW1510
+        launched = subprocess.run(
             [sys.executable, "-m", "hpsearch", "launch", str(spec), "--storage", plain, "--workers", "2", "--log-dir", str(logs)],
             capture_output=True, text=True, timeout=300, check=False,
         )
