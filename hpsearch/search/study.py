@@ -14,6 +14,7 @@ import optuna
 
 from ..config.spec import StudyFile, StudySpec, parse_study_file
 from ..db import launches
+from ..db.storage import rdb
 from ..db.urls import mask_url
 from ..errors import SpecError, StorageError, StudyNotFound
 
@@ -171,6 +172,6 @@ def delete_study(storage: optuna.storages.BaseStorage, name: str) -> int:
     """Remove a study (hpsearch's or a plain Optuna one) and hpsearch's rows about it; its trials."""
     study = load_plain_study(storage, name)
     n_trials = len(study.get_trials(deepcopy=False))
-    launches.forget_study(storage.engine, study._study_id)  # type: ignore[attr-defined]
+    launches.forget_study(rdb(study).engine, study._study_id)
     optuna.delete_study(study_name=name, storage=storage)
     return n_trials
