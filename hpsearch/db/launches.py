@@ -69,3 +69,20 @@ def stop_requested(db: Engine, launch_id: int | None) -> bool:
         outcome = conn.execute(sa.select(launches.c.outcome).where(launches.c.launch_id == launch_id)).scalar()
         conn.rollback()
     return outcome == LaunchOutcome.STOPPING
+
+
+def forget_study(db: Engine, study_id: int) -> None:
+    """Remove hpsearch's rows about a study (its trial runs and launches), before Optuna's.
+
+    The foreign keys cascade on PostgreSQL and MySQL, but SQLite enforces them only when
+    asked; deleting explicitly is the same on all three. Study files stay: they are shared
+    by content with any other study run from the same file.
+    """
+    from .tables import optuna_trials, trial_runs
+
+    with db.begin() as conn:
+        trial_ids = sa.select(optuna_trials.c.trial_id).where(optuna_trials.c.study_id == study_id)
+        conn.execute(trial_runs.delete().where(trial_runs.c.trial_id.in_(trial_ids)))
+        launch_ids = sa.select(launches.c.launch_id).where(launches.c.study_id == study_id)
+        conn.execute(trial_runs.delete().where(trial_runs.c.launch_id.in_(launch_ids)))
+        conn.execute(launches.delete().where(launches.c.study_id == study_id))

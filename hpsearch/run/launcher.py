@@ -24,19 +24,23 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+
+from sqlalchemy.engine import make_url
+from typing import Any
 
 from ..config.spec import StudyFile, load_study_file
 from ..db import launches, runs
 from ..db.storage import initialize, open_storage, rdb
-from ..db.urls import mask_url, resolve_url
+from ..db.urls import mask_secrets, mask_url, resolve_url
+from ..errors import HpsearchError
 from ..outcomes import LAUNCH_OUTCOME, LaunchOutcome, WorkerStop
 from ..search.budget import best_trial, counts, finished
 from ..search.note import write_study_note
 from ..search.recovery import Requeue, release
-from ..search.study import OpenStudy, create_study
+from ..search.study import OpenStudy, create_study, undo_launch
 from ..search.warm_start import bundle_params, enqueue
 from ..training.contract import check_trainable
 from ..training.device import resolve_device, versions
@@ -92,7 +96,8 @@ class LaunchSummary:
 
     @property
     def ok(self) -> bool:
-        return self.outcome in (LaunchOutcome.FINISHED, LaunchOutcome.TIMEOUT)
+        """The study reached its total (a timeout that left it unfinished is not ok)."""
+        return self.outcome == LaunchOutcome.FINISHED
 
 
 def prepare(options: LaunchOptions) -> tuple[str, OpenStudy, int]:
@@ -111,12 +116,16 @@ def prepare(options: LaunchOptions) -> tuple[str, OpenStudy, int]:
     url = resolve_url(options.storage)
     initialize(url)
     storage = open_storage(url)
-    opened = create_study(storage, file, overrides)
-    if options.enqueue:
-        enqueue(opened, options.enqueue, warm_start)
-    if options.prepared is not None:
-        options.prepared(opened)
-    launch_id = record_launch(opened, url, options.command)
+    opened = create_study(storage, file, overrides, options.precision)
+    try:
+        if options.enqueue:
+            enqueue(opened, options.enqueue, warm_start)
+        if options.prepared is not None:
+            options.prepared(opened)
+        launch_id = record_launch(opened, url, options.command)
+    except BaseException:
+        undo_launch(opened)
+        raise
     return url, opened, launch_id
 
 
@@ -130,7 +139,7 @@ def record_launch(opened: OpenStudy, url: str, command: str, devices: list[str] 
         study_file_sha256=opened.file.sha256,
         host=socket.gethostname(),
         username=_user(),
-        command=command.replace(url, mask_url(url)),
+        command=mask_secrets(command, url),
         hpsearch_version=info["hpsearch"],
         torch_version=info["torch"],
         optuna_version=info["optuna"],
@@ -151,11 +160,28 @@ def launch(options: LaunchOptions, progress: bool = True) -> LaunchSummary:
     if options.dask is None and options.gpus is None and len(slots) == 1:
         resolve_device(options.device)  # a bad --device is an error before anything is written
     url, opened, launch_id = prepare(options)
+    try:
+        return _run(options, slots, url, opened, launch_id, progress)
+    except _NothingKept:
+        raise
+    except BaseException as e:
+        # Nothing ran (a factory, the sampler's options, the log folder): leave the name usable.
+        if not undo_launch(opened):
+            ended = LaunchOutcome.INTERRUPTED if isinstance(e, KeyboardInterrupt) else LaunchOutcome.FAILED
+            launches.end_launch(rdb(opened.study).engine, launch_id, ended)
+        raise
+
+
+class _NothingKept(HpsearchError):
+    """The launch failed before any trial ran and was undone."""
+
+
+def _run(options: LaunchOptions, slots: list[str | None], url: str, opened: OpenStudy, launch_id: int, progress: bool) -> LaunchSummary:
     spec = opened.spec
     start = time.time()
     deadline = start + spec.search.timeout if spec.search.timeout else None
-    log_dir = Path(options.log_dir) / spec.study.name
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = log_folder(options.log_dir, spec.study.name)
+    prefix = f"{database_tag(url)}-launch-{launch_id}"  # one folder may serve several databases
     base = WorkerOptions(
         storage=url,
         study=spec.study.name,
@@ -172,13 +198,21 @@ def launch(options: LaunchOptions, progress: bool = True) -> LaunchSummary:
 
         devices, outcome, errors = run_on_dask(options.dask, base, options, opened, progress)
     elif options.gpus is None and len(slots) == 1:
-        devices, outcome, errors = _run_here(base, opened, log_dir / f"launch-{launch_id}.log", progress)
+        devices, outcome, errors = _run_here(base, opened, log_dir / f"{prefix}.log", progress)
     else:
-        devices, outcome, errors = run_processes(base, slots, opened, log_dir, launch_id, progress)
+        devices, outcome, errors = run_processes(base, slots, opened, log_dir, prefix, progress)
     _release_orphans(opened, launch_id)
+    if outcome == LaunchOutcome.FAILED and undo_launch(opened):
+        raise _NothingKept(
+            f"launch of study {spec.study.name!r} failed before any trial ran: "
+            + ("; ".join(errors) or "see the log")
+            + f"; nothing was kept, fix the study file and launch again (logs: {log_dir})"
+        )
     state = counts(opened.study)
     if outcome == LaunchOutcome.FINISHED and finished(state) < spec.search.n_trials:
         outcome = LaunchOutcome.TIMEOUT if deadline is not None and time.time() >= deadline else LaunchOutcome.FAILED
+    elif outcome == LaunchOutcome.TIMEOUT and finished(state) >= spec.search.n_trials:
+        outcome = LaunchOutcome.FINISHED  # the deadline came after the last trial
     launches.end_launch(rdb(opened.study).engine, launch_id, outcome, devices)
     write_study_note(opened)  # what the dashboard shows about the study
     best = best_trial(opened.study)
@@ -231,6 +265,31 @@ def _release_orphans(opened: OpenStudy, launch_id: int) -> None:
     """Fail and re-queue trials this launch's workers left RUNNING (they were killed)."""
     engine = rdb(opened.study).engine
     release(opened.study, runs.open_runs(engine, launch_id), "worker was killed mid-trial", Requeue(None))
+
+
+def log_folder(root: str, study: str) -> Path:
+    """The study's log folder, made and known writable before any worker starts."""
+    folder = Path(root) / study
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".hpsearch-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise HpsearchError(
+            f"--log-dir {root}: cannot write logs in {folder} ({e.strerror}); pass a writable --log-dir"
+        ) from None
+    return folder
+
+
+def database_tag(url: str) -> str:
+    """A short, stable name for a database in log file names: its name and a hash of its URL."""
+    import hashlib
+
+    parsed = make_url(url)
+    name = Path(parsed.database or "memory").stem or "db"
+    digest = hashlib.sha256(mask_url(url).encode()).hexdigest()[:6]
+    return f"{name[:40]}-{digest}"
 
 
 def _user() -> str:

@@ -3,11 +3,13 @@
 Each is an `hpsearch worker` process with `CUDA_VISIBLE_DEVICES` set here (a worker never
 picks a GPU), the storage URL in its environment (not on its command line, where `ps` shows
 it), its share of the CPU's threads, and a log file of its own. The launcher forwards the
-first SIGTERM / Ctrl-C to all of them and kills them on the second.
+first SIGTERM / SIGHUP / Ctrl-C to all of them and kills them on the second. If the launcher dies
+(kill -9), the kernel sends each worker SIGTERM (`die_with_parent`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 from ..errors import HpsearchError
 from ..outcomes import LaunchOutcome
 from .progress import watching
-from .signals import stop_requests
+from .signals import die_with_parent, stop_requests
 
 if TYPE_CHECKING:
     from ..search.study import OpenStudy
@@ -67,7 +69,7 @@ def plan_slots(workers: int, gpus: str | None, per_gpu: int, gpu_count: int | No
 
 
 def run_processes(
-    base: "WorkerOptions", slots: list[str | None], opened: "OpenStudy", log_dir: Path, launch_id: int, progress: bool
+    base: "WorkerOptions", slots: list[str | None], opened: "OpenStudy", log_dir: Path, prefix: str, progress: bool
 ) -> tuple[list[str], LaunchOutcome, list[str]]:
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     # The workers share this machine's cores: more threads than cores and torch's OpenMP
@@ -80,14 +82,14 @@ def run_processes(
         if visible is not None:
             env["CUDA_VISIBLE_DEVICES"] = visible
         device = base.device or ("cuda" if visible is not None else None)
-        args = [sys.executable, "-m", "hpsearch", "worker", base.study, "--launch-id", str(launch_id), "--index", str(index)]
+        args = [sys.executable, "-m", "hpsearch", "worker", base.study, "--launch-id", str(base.launch_id), "--index", str(index)]
         args += ["--engine", base.engine, "--precision", base.precision]
         for flag, value in (("--device", device), ("--data-dir", base.data_dir), ("--cohort", base.cohort), ("--deadline", base.deadline)):
             if value is not None:
                 args += [flag, str(value)]
-        log_file = log_dir / f"launch-{launch_id}-worker-{index}.log"
+        log_file = log_dir / f"{prefix}-worker-{index}.log"
         with open(log_file, "wb") as out:
-            proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=functools.partial(die_with_parent, os.getpid()))
         procs.append((proc, log_file))
     outcome = LaunchOutcome.FINISHED
     with stop_requests() as received, watching(opened, progress):

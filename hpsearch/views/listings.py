@@ -19,11 +19,12 @@ def study_rows(storage: str | None) -> list[dict[str, Any]]:
     for summary in optuna.get_all_study_summaries(st, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=st)
         state = counts(study)
-        best = best_so_far(study)
+        several = len(summary.directions) > 1  # another tool's multi-objective study: no one best
+        best = None if several else best_so_far(study)
         rows.append(
             {
                 "study": summary.study_name,
-                "direction": summary.direction.name.lower(),
+                "direction": "multi-objective" if several else summary.direction.name.lower(),
                 "metric": study.user_attrs.get(ATTR, {}).get("metric"),
                 "complete": state.get("COMPLETE", 0),
                 "pruned": state.get("PRUNED", 0),
