@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 log = logging.getLogger("hpsearch.db")
 T = TypeVar("T")
-RETRIES = 6  # tries in all: 0.2 + 0.4 + ... + 3.2 s of waiting, about 6 s before giving up
+RETRIES = 8  # tries in all: 0.2 + 0.4 + ... + 3.2 + 5 + 5 s of waiting, about 16 s before giving up
 FIRST_WAIT = 0.2
 LONGEST_WAIT = 5.0
 

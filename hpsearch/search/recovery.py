@@ -111,6 +111,7 @@ def _fail_and_requeue(session: orm.Session, trial_id: int, attrs: dict[str, Any]
         sa.update(models.TrialModel)
         .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.RUNNING)
         .values(state=TrialState.FAIL, datetime_complete=dt.datetime.now())
+        .execution_options(synchronize_session=False)
     )
     if failed.rowcount != 1:
         return None  # another worker finished or failed it first
