@@ -118,3 +118,25 @@ def retrying(call: Callable[[], T], what: str, tries: int = RETRIES) -> T:
             time.sleep(wait)
             wait = min(LONGEST_WAIT, 2 * wait)
     raise AssertionError("unreachable")
+
+
+class _FaultsInOneLine(logging.Filter):
+    """SQLAlchemy's pool logs a killed connection's failed reset with a traceback, then drops
+    the connection and carries on; a fault is worth one line, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and is_fault(record.exc_info[1]):
+            record.msg = f"{record.getMessage()}: {describe(record.exc_info[1])}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_pool_faults() -> None:
+    # A logger's filters see only its own records, not its children's: name the pools.
+    for name in ("sqlalchemy.pool", "sqlalchemy.pool.impl.QueuePool", "sqlalchemy.pool.impl.NullPool"):
+        pool = logging.getLogger(name)
+        if not any(isinstance(f, _FaultsInOneLine) for f in pool.filters):
+            pool.addFilter(_FaultsInOneLine())

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..db import launches
-from ..db.faults import DatabaseFault, describe, is_fault, retrying
+from ..db.faults import DatabaseFault, describe, is_fault, quiet_pool_faults, retrying
 from ..db.storage import open_storage
 from ..outcomes import TrialOutcome, WorkerStop
 from ..search.budget import counts, finished
@@ -81,6 +81,7 @@ class Worker:
 
     def run(self) -> WorkerReport:
         options = self.options
+        quiet_pool_faults()
         storage = open_storage(options.storage)
         opened = open_study(storage, options.study)
         spec, study = opened.spec, opened.study

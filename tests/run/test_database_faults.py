@@ -29,10 +29,10 @@ hidden = 16
 name = "digits"
 limit = 300
 [train]
-epochs = 4
+epochs = 3
 batch_size = 32
 [search]
-n_trials = 24
+n_trials = 16
 sampler = "random"
 seed = 3
 heartbeat_interval = 1
@@ -41,8 +41,8 @@ grace_period = 3
 optimizer = ["sgd", "adam"]
 lr = { low = 1e-3, high = 0.1, log = true }
 """
-N_TRIALS = 24
-FAULT_ROUNDS = 12  # injections, every half second, once the first trial runs
+N_TRIALS = 16
+FAULT_ROUNDS = 8  # injections, every half second, once the first trial runs
 
 
 def launch(spec: Path, url: str, **env: str) -> subprocess.Popen[str]:
@@ -78,6 +78,7 @@ def inject_while_running(launcher: subprocess.Popen[str], url: str, inject) -> i
 def check_the_study(url: str, launcher: subprocess.Popen[str], output: str) -> dict[str, int]:
     assert launcher.returncode == 0, output
     logs = "".join(p.read_text() for p in Path("hpsearch-logs/faulty").glob("*.log"))
+    Path("/tmp/fault-debug.txt").write_text(output + "\n=====\n" + logs)
     assert "Traceback" not in output + logs, output + logs
     study = optuna.load_study(study_name="faulty", storage=resolve_url(url))
     states = [t.state.name for t in study.trials]
