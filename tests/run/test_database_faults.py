@@ -82,6 +82,7 @@ def check_the_study(url: str, launcher: subprocess.Popen[str], output: str) -> d
     assert "Traceback" not in output + logs, output + logs
     study = optuna.load_study(study_name="faulty", storage=resolve_url(url))
     states = [t.state.name for t in study.trials]
+    Path(f"/tmp/fault-states-{time.time():.0f}.txt").write_text(output + "\n".join(f"{t.number} {t.state.name} {t.user_attrs.get('error','')[:90]} {t.user_attrs.get('retry_history')} {t.datetime_start} {t.datetime_complete}" for t in study.trials))
     assert states.count("COMPLETE") + states.count("PRUNED") == N_TRIALS, states
     assert "RUNNING" not in states
     failed = [t for t in study.trials if t.state.name == "FAIL"]
