@@ -78,11 +78,9 @@ def inject_while_running(launcher: subprocess.Popen[str], url: str, inject) -> i
 def check_the_study(url: str, launcher: subprocess.Popen[str], output: str) -> dict[str, int]:
     assert launcher.returncode == 0, output
     logs = "".join(p.read_text() for p in Path("hpsearch-logs/faulty").glob("*.log"))
-    Path("/tmp/fault-debug.txt").write_text(output + "\n=====\n" + logs)
     assert "Traceback" not in output + logs, output + logs
     study = optuna.load_study(study_name="faulty", storage=resolve_url(url))
     states = [t.state.name for t in study.trials]
-    Path(f"/tmp/fault-states-{time.time():.0f}.txt").write_text(output + "\n".join(f"{t.number} {t.state.name} {t.user_attrs.get('error','')[:90]} {t.user_attrs.get('retry_history')} {t.datetime_start} {t.datetime_complete}" for t in study.trials))
     assert states.count("COMPLETE") + states.count("PRUNED") == N_TRIALS, states
     assert "RUNNING" not in states
     failed = [t for t in study.trials if t.state.name == "FAIL"]
