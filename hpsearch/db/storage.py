@@ -32,7 +32,8 @@ from .urls import is_sqlite, mask_url, sqlite_path
 if TYPE_CHECKING:
     import optuna
 
-SQLITE_BUSY_SECONDS = 120
+# How long a SQLite writer waits for another's lock before `database is locked` (retried then).
+SQLITE_BUSY_SECONDS = float(os.environ.get("HPSEARCH_SQLITE_BUSY_SECONDS", "120"))
 _DRIVERS = {
     "postgresql": ("psycopg", "pip install 'hpsearch[postgres]'"),
     "mysql": ("pymysql", "pip install 'hpsearch[mysql]'"),
@@ -67,7 +68,7 @@ def _make_sqlite_safe(engine: sa.engine.Engine, read_only: bool = False) -> None
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
-        dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SECONDS * 1000}")
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_SECONDS * 1000)}")
         # With WAL, NORMAL syncs at checkpoints rather than on every commit: the database
         # cannot be corrupted, and only the last moments before a power cut could be lost.
         dbapi_connection.execute("PRAGMA synchronous = NORMAL")

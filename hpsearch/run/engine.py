@@ -7,7 +7,8 @@
   keeps the faster (cohorts win for small models, not for convolutions on the CPU).
 * A study with its own loop (`train.function`) trains one trial at a time ("function").
 * Cohort size: `--cohort K`; else 32 on the CPU; else, on a GPU, as many members as fit in
-  80% of its free memory, measured for the costliest member the space allows.
+  80% of its free memory divided by the workers that share the card (`--per-gpu M`),
+  measured for the costliest member the space allows.
 * Whatever the engine, a trial whose optimizer steps with a closure (L-BFGS, Newton,
   conjugate gradient) or is a class named by import path trains one at a time.
 
@@ -32,7 +33,7 @@ from ..errors import HpsearchError, SpecError
 from ..optim.optimizers import check_arguments
 from ..training.contract import check_model
 from ..training.data import Dataset, load_study_data
-from ..training.device import device_name, resolve_device
+from ..training.device import device_name, resolve_device, workers_sharing_the_gpu
 from ..training.models import model_factory
 from ..training.own_loop import Loop, load_loop, refuse_cohorts
 from ..training.precision import set_precision
@@ -93,6 +94,8 @@ def prepare_trainer(
     check_optimizers(spec, f"study {spec.study.name}")
     chosen = resolve_device(device)
     set_precision(precision, chosen)
+    if workers_sharing_the_gpu() > 1:
+        log.info("GPU shared by %d workers: --cohort auto plans with 1/%d of its memory", workers_sharing_the_gpu(), workers_sharing_the_gpu())
     if spec.train.function is not None:
         refuse_cohorts(spec, engine)
         return Trainer(chosen, device_name(chosen), None, None, "function", 1, precision, load_loop(spec.train), dict(spec.train.options))
@@ -140,6 +143,13 @@ def choose_cohort_size(
         return CPU_COHORT
     per_member = member_footprint(make_model, data, probe_config(largest_batch(spec, data.n_train)))
     free, _ = torch.cuda.mem_get_info(device)
-    size = int(free * MEMORY_HEADROOM // per_member)
-    log.info("cohorts of %d: %.1f MiB per member, %.1f GiB free", size, per_member / 2**20, free / 2**30)
-    return max(1, min(MAX_COHORT, size))
+    sharing = workers_sharing_the_gpu()
+    size = cohort_for_memory(free, per_member, sharing)
+    log.info("cohorts of %d: %.1f MiB per member, %.1f GiB free, shared by %d workers", size, per_member / 2**20, free / 2**30, sharing)
+    return size
+
+
+def cohort_for_memory(free: int, per_member: float, sharing: int) -> int:
+    """Members that fit in this worker's part of 80% of the GPU's free memory."""
+    # Workers sharing a card start together and each sees all of its free memory.
+    return max(1, min(MAX_COHORT, int(free * MEMORY_HEADROOM / sharing // per_member)))

@@ -81,6 +81,7 @@ def run_processes(
         env["HPSEARCH_STORAGE"] = base.storage  # not on the command line, where `ps` shows it
         if visible is not None:
             env["CUDA_VISIBLE_DEVICES"] = visible
+            env["HPSEARCH_GPU_SHARE"] = str(slots.count(visible))  # `--cohort auto` takes its part of the card
         device = base.device or ("cuda" if visible is not None else None)
         args = [sys.executable, "-m", "hpsearch", "worker", base.study, "--launch-id", str(base.launch_id), "--index", str(index)]
         args += ["--engine", base.engine, "--precision", base.precision]

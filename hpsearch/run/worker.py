@@ -7,7 +7,8 @@ It stops when the study holds `n_trials` finished (COMPLETE + PRUNED) trials, co
 all workers, at the launch's deadline, or when asked to (SIGTERM / Ctrl-C, or a stop request
 in the database): then it takes no new trial, fails the ones it is running and re-queues
 them for another worker or the next launch. It beats for every trial it runs and, before
-asking, fails trials whose worker died.
+asking, fails trials whose worker died. A database fault anywhere is retried (`db/faults.py`);
+when it persists the trials it hit are re-queued and the worker waits and carries on.
 
 The pieces: `engine.py` chooses what trains, `bookkeeping.py` writes everything about the
 trials, `trials.py` runs them, `attempts.py` says how each ended.
@@ -22,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..db import launches
+from ..db.faults import DatabaseFault, describe, is_fault, quiet_pool_faults, retrying
 from ..db.storage import open_storage
 from ..outcomes import TrialOutcome, WorkerStop
 from ..search.budget import counts, finished
@@ -29,14 +31,17 @@ from ..search.recovery import Requeue, fail_stale
 from ..search.samplers import make_pruner, make_sampler
 from ..search.snapshot import SnapshotSampler
 from ..search.study import open_study
+from .attempts import Attempt, End
 from .bookkeeping import Bookkeeper
 from .engine import prepare_trainer
 from .heartbeat import Heartbeat
-from .trials import run_trials
+from .trials import give_back, run_trials
 
 log = logging.getLogger("hpsearch.worker")
 POLL_SECONDS = 1.0  # how often an idle worker looks whether the last trials finished
 MAX_FAILURES_IN_A_ROW = 5  # a study whose every trial raises stops instead of spinning
+MAX_FAULT_ROUNDS = 10  # rounds whose database faults outlast the retries before a worker stops
+FAULT_PAUSE_SECONDS = 5.0
 
 
 @dataclass
@@ -76,6 +81,7 @@ class Worker:
 
     def run(self) -> WorkerReport:
         options = self.options
+        quiet_pool_faults()
         storage = open_storage(options.storage)
         opened = open_study(storage, options.study)
         spec, study = opened.spec, opened.study
@@ -87,6 +93,7 @@ class Worker:
         book = Bookkeeper(study, spec, trainer, heartbeat, options.launch_id)
         report = WorkerReport(device_name=trainer.device_name)
         failures_in_a_row = 0
+        faults_in_a_row = 0
         try:
             while True:
                 if self._stop.is_set():
@@ -95,27 +102,32 @@ class Worker:
                 if options.deadline is not None and time.time() >= options.deadline:
                     report.stopped_because = WorkerStop.TIMEOUT
                     break
-                lost = fail_stale(study, spec.search.grace_seconds, requeue)
-                if lost:
-                    log.warning("failed stale trials %s (their worker stopped beating); re-queued", lost)
-                state = counts(study)
-                if finished(state) >= spec.search.n_trials:
+                try:
+                    runs = self._round(study, spec, book, trainer, requeue)
+                except DatabaseFault as e:
+                    # The database is away longer than a retry waits: wait more, take no
+                    # trial, and give up (cleanly, re-queuing) only after several rounds.
+                    faults_in_a_row += 1
+                    report.last_error = str(e)
+                    if faults_in_a_row >= MAX_FAULT_ROUNDS:
+                        log.error("the database kept failing; stopping: %s", e)
+                        report.stopped_because = WorkerStop.STOPPED
+                        break
+                    log.warning("%s; trying again in %.0fs", e, FAULT_PAUSE_SECONDS)
+                    self._stop.wait(FAULT_PAUSE_SECONDS)
+                    continue
+                faults_in_a_row = 0
+                if runs is None:
                     report.stopped_because = WorkerStop.BUDGET
                     break
-                room = spec.search.n_trials - finished(state) - state.get("RUNNING", 0)
-                if room <= 0:  # the last trials are running elsewhere; they may still fail
-                    self._stop.wait(POLL_SECONDS)
-                    continue
-                attempts = book.begin(min(room, trainer.cohort_size))
-                if not attempts:  # lost the race for the slot; the queue settles in a moment
-                    self._stop.wait(POLL_SECONDS / 10)
-                    continue
-                for end in run_trials(book, attempts, self._stop.is_set):
-                    report.outcomes[end.outcome] += 1
-                    if end.outcome == TrialOutcome.FAILED:
+                for ends in runs:
+                    for end in ends:
+                        report.outcomes[end.outcome] += 1
+                    failed = [end for end in ends if end.outcome == TrialOutcome.FAILED]
+                    if failed:  # one failed cohort (or trial) is one failure
                         failures_in_a_row += 1
-                        report.last_error = end.error
-                    elif end.outcome not in (TrialOutcome.INTERRUPTED, TrialOutcome.LOST):
+                        report.last_error = failed[-1].error
+                    elif any(end.outcome not in (TrialOutcome.INTERRUPTED, TrialOutcome.LOST) for end in ends):
                         failures_in_a_row = 0
                 if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                     report.stopped_because = WorkerStop.FAILING
@@ -125,7 +137,35 @@ class Worker:
             heartbeat.close()
         return report
 
+    def _round(self, study, spec, book: Bookkeeper, trainer, requeue: Requeue) -> list[list[End]] | None:  # type: ignore[no-untyped-def]
+        """Recover stale trials, look at the budget, run one cohort: its ends, or None when met."""
+        lost = retrying(lambda: fail_stale(study, spec.search.grace_seconds, requeue), "recovering stale trials")
+        if lost:
+            log.warning("failed stale trials %s (their worker stopped beating); re-queued", lost)
+        state = retrying(lambda: counts(study), "counting finished trials")
+        if finished(state) >= spec.search.n_trials:
+            return None
+        room = spec.search.n_trials - finished(state) - state.get("RUNNING", 0)
+        if room <= 0:  # the last trials are running elsewhere; they may still fail
+            self._stop.wait(POLL_SECONDS)
+            return []
+        attempts = retrying(lambda: _begin(book, min(room, trainer.cohort_size)), "asking for trials")
+        if not attempts:  # lost the race for the slot; the queue settles in a moment
+            self._stop.wait(POLL_SECONDS / 10)
+            return []
+        return run_trials(book, attempts, self._stop.is_set)
+
     def _look_for_stop(self, db: object) -> None:
         # Workers the launcher cannot signal (Dask tasks, other machines) stop this way.
         if launches.stop_requested(db, self.options.launch_id):  # type: ignore[arg-type]
             self.request_stop()
+
+
+def _begin(book: Bookkeeper, size: int) -> list[Attempt]:
+    """`book.begin`, made safe to run again: trials it asked for before a fault are re-queued."""
+    try:
+        return book.begin(size)
+    except Exception as e:
+        if is_fault(e) and book.running:  # nothing else runs while a worker asks
+            give_back(book, list(book.running.values()), f"database fault while asking: {describe(e)}")
+        raise

@@ -10,17 +10,21 @@ parameters, up to `max_retry` times, with the lineage on the new trial (`retry_o
 from __future__ import annotations
 
 import datetime as dt
+import json
+from typing import Any
 
 import optuna
 import sqlalchemy as sa
+from optuna.storages._rdb import models  # Optuna's own table mappings: one transaction for both steps
 from optuna.trial import TrialState
+from sqlalchemy import orm
 
 from ..db import runs, tables
 from ..db.storage import rdb
 
 # What a queued trial is given (its seed, its part in a comparison, where a warm start came
-# from); a retry keeps it.
-QUEUED_ATTRS = ("seed", "compare_optimizer", "warm_start")
+# from, that it ran out of memory alone once); a retry keeps it.
+QUEUED_ATTRS = ("seed", "compare_optimizer", "warm_start", "out_of_memory")
 
 
 class Requeue:
@@ -29,19 +33,25 @@ class Requeue:
     def __init__(self, max_retry: int | None):
         self.max_retry = max_retry
 
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    def lineage(self, number: int, system_attrs: dict, user_attrs: dict) -> tuple[dict, dict] | None:
+        """The retry's system and user attributes, or None when the trial has used its retries."""
+        history = [*system_attrs.get("retry_history", []), number]
         if self.max_retry is not None and len(history) > self.max_retry:
+            return None
+        role = {k: v for k, v in user_attrs.items() if k in QUEUED_ATTRS}
+        return {"failed_trial": history[0], "retry_history": history}, {**role, "retry_of": history[0], "retry_history": history}
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        attrs = self.lineage(trial.number, trial.system_attrs, trial.user_attrs)
+        if attrs is None:
             return False
-        lineage = {"failed_trial": history[0], "retry_history": history}
-        role = {k: v for k, v in trial.user_attrs.items() if k in QUEUED_ATTRS}
         study.add_trial(
             optuna.trial.create_trial(
                 state=TrialState.WAITING,
                 params=trial.params,
                 distributions=trial.distributions,
-                system_attrs=lineage,
-                user_attrs={**role, "retry_of": history[0], "retry_history": history},
+                system_attrs=attrs[0],
+                user_attrs=attrs[1],
             )
         )
         return True
@@ -73,24 +83,60 @@ def fail_stale(study: optuna.Study, grace_seconds: float, requeue: Requeue) -> l
     return release(study, stale, "worker stopped sending heartbeats", requeue)
 
 
-def release(study: optuna.Study, trial_ids: list[int], reason: str, requeue: Requeue) -> list[int]:
-    """Fail these RUNNING trials (by id) with `reason`, re-queue them, close their run rows.
+def release(
+    study: optuna.Study, trial_ids: list[int], reason: str, requeue: Requeue, attrs: dict[str, Any] | None = None
+) -> list[int]:
+    """Fail these RUNNING trials (by id) with `reason` (and `attrs`), re-queue them, close their run rows.
 
-    Returns the numbers of the trials this call failed (others may have beaten it to some).
+    Each trial is failed and its retry queued in one transaction, so a crash or a database
+    fault in between cannot lose the retry; running it again after a rollback is safe. Returns
+    the numbers of the trials this call failed (others may have beaten it to some).
     """
     storage = rdb(study)
-    failed: list[int] = []
     numbers: list[int] = []
+    failed: list[int] = []
     for trial_id in trial_ids:
-        try:
-            storage.set_trial_user_attr(trial_id, "error", reason)
-            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker finished or failed it first
-        frozen = storage.get_trial(trial_id)
-        requeue(study, frozen)
-        failed.append(trial_id)
-        numbers.append(frozen.number)
+        with orm.Session(storage.engine) as session, session.begin():
+            number = _fail_and_requeue(session, trial_id, {"error": reason, **(attrs or {})}, requeue)
+        if number is not None:
+            failed.append(trial_id)
+            numbers.append(number)
     runs.mark_lost(storage.engine, failed, reason)
     return numbers
+
+
+def _fail_and_requeue(session: orm.Session, trial_id: int, attrs: dict[str, Any], requeue: Requeue) -> int | None:
+    """In the caller's transaction: fail the trial if it still runs, queue its retry; its number."""
+    failed = session.execute(
+        sa.update(models.TrialModel)
+        .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.RUNNING)
+        .values(state=TrialState.FAIL, datetime_complete=dt.datetime.now())
+        .execution_options(synchronize_session=False)
+    )
+    if failed.rowcount != 1:
+        return None  # another worker finished or failed it first
+    trial = session.get(models.TrialModel, trial_id)
+    assert trial is not None
+    session.execute(
+        sa.delete(models.TrialUserAttributeModel).where(
+            models.TrialUserAttributeModel.trial_id == trial_id, models.TrialUserAttributeModel.key.in_(list(attrs))
+        )
+    )
+    session.add_all(models.TrialUserAttributeModel(trial_id=trial_id, key=k, value_json=json.dumps(v)) for k, v in attrs.items())
+    session.flush()
+    session.refresh(trial)
+    system = {a.key: json.loads(a.value_json) for a in trial.system_attributes}
+    user = {a.key: json.loads(a.value_json) for a in trial.user_attributes}
+    lineage = requeue.lineage(trial.number, system, user)
+    if lineage is not None:
+        retry = models.TrialModel(number=None, study_id=trial.study_id, state=TrialState.WAITING, datetime_start=None)
+        session.add(retry)
+        session.flush()
+        retry.number = retry.count_past_trials(session)
+        session.add_all(
+            models.TrialParamModel(trial_id=retry.trial_id, param_name=p.param_name, param_value=p.param_value, distribution_json=p.distribution_json)
+            for p in trial.params
+        )
+        session.add_all(models.TrialSystemAttributeModel(trial_id=retry.trial_id, key=k, value_json=json.dumps(v)) for k, v in lineage[0].items())
+        session.add_all(models.TrialUserAttributeModel(trial_id=retry.trial_id, key=k, value_json=json.dumps(v)) for k, v in lineage[1].items())
+    return int(trial.number)

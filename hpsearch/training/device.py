@@ -31,6 +31,17 @@ def resolve_device(device: str | None) -> torch.device:
     return chosen
 
 
+GPU_SHARE_VARIABLE = "HPSEARCH_GPU_SHARE"  # how many workers the launcher put on this worker's GPU
+
+
+def workers_sharing_the_gpu() -> int:
+    """Workers that share this worker's GPU (`--per-gpu M` sets M); 1 when run alone."""
+    try:
+        return max(1, int(os.environ.get(GPU_SHARE_VARIABLE, "1")))
+    except ValueError:
+        return 1
+
+
 def device_name(device: torch.device) -> str:
     """What ran a trial, e.g. 'NVIDIA H100 80GB HBM3 (CUDA_VISIBLE_DEVICES=3)'."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type

@@ -137,6 +137,16 @@ def assert_finished_with_retry(url: str, killed_trial_id: int, n_trials: int) ->
 # -- placement -----------------------------------------------------------------------------------
 
 
+def test_auto_cohorts_divide_the_card_between_the_workers_that_share_it(monkeypatch) -> None:
+    from hpsearch.run.engine import cohort_for_memory
+    from hpsearch.training.device import workers_sharing_the_gpu
+
+    assert cohort_for_memory(100 * 2**20, 2**20, 1) == 80
+    assert cohort_for_memory(100 * 2**20, 2**20, 4) == 20  # --per-gpu 4: a quarter each
+    monkeypatch.setenv("HPSEARCH_GPU_SHARE", "3")
+    assert workers_sharing_the_gpu() == 3
+
+
 def test_slots_per_gpu_with_an_injected_gpu_count() -> None:
     assert plan_slots(3, None, 1, gpu_count=0) == [None, None, None]
     assert plan_slots(1, "all", 2, gpu_count=3) == ["0", "0", "1", "1", "2", "2"]
@@ -175,6 +185,7 @@ def test_the_launcher_pins_each_worker_process(write_study, sqlite_url) -> None:
     ]
     logs = sorted(Path("hpsearch-logs/busy").glob("launch-1-worker-*.log"))
     assert len(logs) == 4 and all("worker stopped" in log.read_text() for log in logs)
+    assert all("GPU shared by 2 workers" in log.read_text() for log in logs)  # what --cohort auto divides by
 
 
 @pytest.mark.gpu
