@@ -25,7 +25,7 @@ from typing import Any
 
 _API = (
     "launch", "worker", "check", "studies", "trials", "best", "export", "report", "compare",
-    "dashboard", "db_check", "db_upgrade", "env", "bench",
+    "dashboard", "db_check", "db_upgrade", "env", "bench", "launches", "stop", "delete",
 )
 _PUBLIC = {
     "build_optimizer": ".optim",

@@ -75,6 +75,27 @@ def trials(study: str, storage: str | None = None) -> list[dict[str, Any]]:
     return trial_rows(storage, study)
 
 
+def launches(study: str | None = None, storage: str | None = None) -> list[dict[str, Any]]:
+    """Launches (of `study`, or all), newest first, with state, host and workers (`hpsearch launches --json`)."""
+    from .views.manage import launch_rows
+
+    return launch_rows(storage, study)
+
+
+def stop(study: str, storage: str | None = None) -> list[int]:
+    """Ask the study's running launches and their workers to stop (`hpsearch stop`); the launch ids asked."""
+    from .views.manage import stop as stop_study
+
+    return stop_study(storage, study)
+
+
+def delete(study: str, storage: str | None = None, force: bool = False) -> int:
+    """Delete a study, its trials and hpsearch's rows about it (`hpsearch delete --yes`); trials removed."""
+    from .views.manage import delete as delete_study
+
+    return delete_study(storage, study, force=force)
+
+
 def best(study: str, storage: str | None = None) -> dict[str, Any]:
     """The best complete trial: number, value, metric, config, params (`hpsearch best --json`)."""
     from .views.listings import best as best_of

@@ -5,7 +5,7 @@ no traceback for them. Heavy libraries load inside the commands that need them, 
 `hpsearch --help` and `hpsearch db ...` stay quick.
 """
 
-from . import database, looking, reusing, running  # noqa: F401  (each adds its commands)
+from . import database, looking, managing, reusing, running  # noqa: F401  (each adds its commands)
 from .group import cli, main
 
 __all__ = ["cli", "main"]

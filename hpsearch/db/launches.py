@@ -86,3 +86,62 @@ def forget_study(db: Engine, study_id: int) -> None:
         launch_ids = sa.select(launches.c.launch_id).where(launches.c.study_id == study_id)
         conn.execute(trial_runs.delete().where(trial_runs.c.launch_id.in_(launch_ids)))
         conn.execute(launches.delete().where(launches.c.study_id == study_id))
+
+
+def request_study_stop(db: Engine, study_name: str) -> list[int]:
+    """Ask every running launch of a study (and so its workers) to stop; their ids."""
+    with db.begin() as conn:
+        ids = [
+            row.launch_id
+            for row in conn.execute(
+                sa.select(launches.c.launch_id).where(
+                    launches.c.study_name == study_name, launches.c.outcome == LaunchOutcome.RUNNING
+                )
+            )
+        ]
+        if ids:
+            conn.execute(launches.update().where(launches.c.launch_id.in_(ids)).values(outcome=LaunchOutcome.STOPPING))
+    return ids
+
+
+def launch_rows(db: Engine, study_name: str | None = None) -> list[dict[str, Any]]:
+    """Launches (newest first) with the workers that ran trials for them: host, pid, device."""
+    from .tables import trial_runs
+
+    query = sa.select(launches).order_by(launches.c.launch_id.desc())
+    if study_name is not None:
+        query = query.where(launches.c.study_name == study_name)
+    with db.connect() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+        workers = conn.execute(
+            sa.select(
+                trial_runs.c.launch_id,
+                trial_runs.c.host,
+                trial_runs.c.pid,
+                trial_runs.c.device,
+                sa.func.count().label("runs"),
+                sa.func.sum(sa.case((trial_runs.c.outcome == "running", 1), else_=0)).label("running"),
+            )
+            .where(trial_runs.c.launch_id.in_([row["launch_id"] for row in rows]))
+            .group_by(trial_runs.c.launch_id, trial_runs.c.host, trial_runs.c.pid, trial_runs.c.device)
+        ).all()
+        conn.rollback()
+    by_launch: dict[int, list[dict[str, Any]]] = {}
+    for w in workers:
+        by_launch.setdefault(w.launch_id, []).append(
+            {"host": w.host, "pid": w.pid, "device": w.device, "trial_runs": int(w.runs), "running": int(w.running or 0)}
+        )
+    return [
+        {
+            "launch": row["launch_id"],
+            "study": row["study_name"],
+            "state": row["outcome"],
+            "host": row["host"],
+            "user": row["username"],
+            "started": row["started_at"].isoformat(timespec="seconds") if row["started_at"] else None,
+            "ended": row["ended_at"].isoformat(timespec="seconds") if row["ended_at"] else None,
+            "n_workers": row["n_workers"],
+            "workers": sorted(by_launch.get(row["launch_id"], []), key=lambda w: (w["host"], w["pid"])),
+        }
+        for row in rows
+    ]

@@ -1,0 +1,59 @@
+"""Managing studies and launches from any shell: list launches, stop a study, delete a study.
+
+`stop` works through the database, as a Dask task's stop does: the study's running launches
+are marked `stopping`, and every worker sees that while it beats, takes no new trial and
+re-queues the ones it is running. So it reaches workers on any machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..db import launches
+from ..db.storage import open_storage
+from ..db.urls import resolve_url
+from ..errors import StorageError
+from ..outcomes import LaunchOutcome
+from ..search.study import delete_study, load_plain_study
+
+
+def launch_rows(storage: str | None, study_name: str | None = None) -> list[dict[str, Any]]:
+    st = open_storage(resolve_url(storage), read_only=True)
+    if study_name is not None:
+        load_plain_study(st, study_name)  # a misspelt name says which studies there are
+    return launches.launch_rows(st.engine, study_name)
+
+
+def stop(storage: str | None, study_name: str) -> list[int]:
+    """Ask the study's running launches and their workers to stop; the launch ids asked."""
+    st = open_storage(resolve_url(storage))
+    load_plain_study(st, study_name)
+    return launches.request_study_stop(st.engine, study_name)
+
+
+def running_launches(storage: str | None, study_name: str) -> list[int]:
+    st = open_storage(resolve_url(storage), read_only=True)
+    return [
+        row["launch"]
+        for row in launches.launch_rows(st.engine, study_name)
+        if row["state"] in (LaunchOutcome.RUNNING, LaunchOutcome.STOPPING)
+    ]
+
+
+def delete(storage: str | None, study_name: str, force: bool = False) -> int:
+    """Remove a study, its trials and hpsearch's rows about it; the number of trials removed.
+
+    A study with a running launch is refused: stop it first, or its workers would go on
+    writing into a study that no longer exists. `force` deletes anyway (a launcher killed
+    with kill -9 leaves its row running).
+    """
+    st = open_storage(resolve_url(storage))
+    load_plain_study(st, study_name)
+    running = running_launches(storage, study_name)
+    if running and not force:
+        ids = ", ".join(str(i) for i in running)
+        raise StorageError(
+            f"study {study_name!r} has a running launch ({ids}); stop it first with "
+            f"'hpsearch stop {study_name}', or, if its launcher was killed, delete with --force"
+        )
+    return delete_study(st, study_name)
