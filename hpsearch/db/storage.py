@@ -187,6 +187,7 @@ def open_storage(url: str, read_only: bool = False) -> "optuna.storages.RDBStora
         opened = _read_only_url(url) if read_only else url
         storage = Storage(opened, read_only, skip_compatibility_check=True, skip_table_creation=True)
         versions = versions_of(storage, url)
+    storage.shown_url = url  # type: ignore[attr-defined]  # what the user gave, not the read-only form
     if versions.optuna_current != versions.optuna_head:
         raise StorageError(behind(url, "Optuna", versions.optuna_current, versions.optuna_head))
     if versions.ours_current != versions.ours_head:

@@ -129,6 +129,9 @@ def _fail_and_requeue(session: orm.Session, trial_id: int, attrs: dict[str, Any]
     user = {a.key: json.loads(a.value_json) for a in trial.user_attributes}
     lineage = requeue.lineage(trial.number, system, user)
     if lineage is not None:
+        # Numbering a trial counts the trials before it: lock the study row first, as Optuna
+        # does when it creates one, or two workers numbering at once take the same number.
+        models.StudyModel.find_or_raise_by_id(trial.study_id, session, for_update=True)
         retry = models.TrialModel(number=None, study_id=trial.study_id, state=TrialState.WAITING, datetime_start=None)
         session.add(retry)
         session.flush()

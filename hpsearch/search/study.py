@@ -156,7 +156,7 @@ def load_plain_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.
 def _missing(storage: optuna.storages.BaseStorage, name: str) -> str:
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     known = f"; studies there: {', '.join(names)}" if names else "; it holds no studies"
-    return f"no study {name!r} in {mask_url(storage.url)}{known}"  # type: ignore[attr-defined]
+    return f"no study {name!r} in {mask_url(getattr(storage, 'shown_url', storage.url))}{known}"  # type: ignore[attr-defined]
 
 
 def _stored_file(engine: Any, name: str, attrs: dict[str, Any]) -> StudyFile:

@@ -13,7 +13,25 @@ import time
 import optuna
 import pytest
 
-from tests.run.test_workers import early_runs, finished_count, start, wait_for
+import sqlalchemy as sa
+
+from hpsearch.db import tables
+from tests.run.test_workers import finished_count, query, start, wait_for
+
+EPOCHS = 40  # about a second per trial: a wide window to send a fault while a trial trains
+
+
+def early_runs(url: str) -> list[sa.Row]:
+    """Runs whose trial is RUNNING and has at least half of its epochs still to go."""
+    runs, trials, values = tables.trial_runs, tables.optuna_trials, tables.optuna_intermediate_values
+    reported = sa.select(sa.func.count()).where(values.c.trial_id == runs.c.trial_id).scalar_subquery()
+    statement = (
+        sa.select(runs)
+        .join(trials, trials.c.trial_id == runs.c.trial_id)
+        .where(runs.c.outcome == "running", trials.c.state == optuna.trial.TrialState.RUNNING, reported < EPOCHS // 2)
+        .order_by(runs.c.started_at.desc())
+    )
+    return query(url, statement)
 
 QUICK = """
 [study]
@@ -25,7 +43,7 @@ hidden = 16
 name = "digits"
 limit = 400
 [train]
-epochs = 6
+epochs = 40
 batch_size = 16
 [search]
 n_trials = 6

@@ -183,7 +183,7 @@ def test_the_launcher_pins_each_worker_process(write_study, sqlite_url) -> None:
     assert launch_row.n_workers == 4 and sorted(__import__("json").loads(launch_row.devices)) == [
         "cpu (CUDA_VISIBLE_DEVICES=0)", "cpu (CUDA_VISIBLE_DEVICES=0)", "cpu (CUDA_VISIBLE_DEVICES=1)", "cpu (CUDA_VISIBLE_DEVICES=1)"
     ]
-    logs = sorted(Path("hpsearch-logs/busy").glob("launch-1-worker-*.log"))
+    logs = sorted(Path("hpsearch-logs/busy").glob("*-launch-1-worker-*.log"))
     assert len(logs) == 4 and all("worker stopped" in log.read_text() for log in logs)
     assert all("GPU shared by 2 workers" in log.read_text() for log in logs)  # what --cohort auto divides by
 

@@ -368,7 +368,7 @@ def test_auto_measures_both_engines_on_the_cpu_and_keeps_the_faster(write_study,
 
     result = CliRunner().invoke(cli, ["launch", str(write_study()), "--storage", sqlite_url])
     assert result.exit_code == 0, result.output
-    (log,) = Path("hpsearch-logs/tiny").glob("launch-*.log")
+    (log,) = Path("hpsearch-logs/tiny").glob("*-launch-*.log")
     found = re.search(r"engine (cohort|train): a step takes ([\d.]+) ms per trial in a cohort, ([\d.]+) ms alone", log.read_text())
     assert found, log.read_text()
     chosen, together, alone = found.group(1), float(found.group(2)), float(found.group(3))

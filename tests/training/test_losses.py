@@ -116,10 +116,12 @@ def test_a_broadcasting_regressor_is_refused_by_check_and_by_launch(write_study,
         "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 3))\n"
     )
     spec = write_study(TINY_STUDY.replace('name = "mlp"\nhidden = 16', 'name = "wide:make"').replace('name = "digits"', 'name = "linear"').replace("[study]", '[study]\nmetric = "mse"'))
-    expected = "Error: model.name: wide:make: the model returns outputs of shape [8, 3] for targets of shape [8, 1]"
+    expected = "model.name: wide:make: the model returns outputs of shape [8, 3] for targets of shape [8, 1]"
     for command in (["check", spec], ["launch", spec]):
         result = CliRunner().invoke(cli, [str(c) for c in command])
-        assert result.exit_code == 1 and result.stderr.strip().startswith(expected), result.output
+        line = result.stderr.strip()
+        assert result.exit_code == 1 and line.startswith("Error: ") and expected in line, result.output
+        assert len(line.splitlines()) == 1
     assert not (tmp_path / "hpsearch.db").exists()
 
 
