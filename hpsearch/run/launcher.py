@@ -33,6 +33,7 @@ from typing import Any
 
 from ..config.spec import StudyFile, load_study_file
 from ..db import launches, runs
+from ..db.faults import retrying
 from ..db.storage import initialize, open_storage, rdb
 from ..db.urls import mask_secrets, mask_url, resolve_url
 from ..errors import HpsearchError
@@ -208,14 +209,14 @@ def _run(options: LaunchOptions, slots: list[str | None], url: str, opened: Open
             + ("; ".join(errors) or "see the log")
             + f"; nothing was kept, fix the study file and launch again (logs: {log_dir})"
         )
-    state = counts(opened.study)
+    state = retrying(lambda: counts(opened.study), "counting the study's trials")
     if outcome == LaunchOutcome.FINISHED and finished(state) < spec.search.n_trials:
         outcome = LaunchOutcome.TIMEOUT if deadline is not None and time.time() >= deadline else LaunchOutcome.FAILED
     elif outcome == LaunchOutcome.TIMEOUT and finished(state) >= spec.search.n_trials:
         outcome = LaunchOutcome.FINISHED  # the deadline came after the last trial
-    launches.end_launch(rdb(opened.study).engine, launch_id, outcome, devices)
-    write_study_note(opened)  # what the dashboard shows about the study
-    best = best_trial(opened.study)
+    retrying(lambda: launches.end_launch(rdb(opened.study).engine, launch_id, outcome, devices), "closing the launch")
+    retrying(lambda: write_study_note(opened), "writing the study's note")  # what the dashboard shows
+    best = retrying(lambda: best_trial(opened.study), "reading the best trial")
     return LaunchSummary(
         study=spec.study.name,
         storage=mask_url(url),

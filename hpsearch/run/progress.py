@@ -25,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..db.faults import retrying
 from ..search.budget import best_so_far, counts, finished
 
 if TYPE_CHECKING:
@@ -67,9 +68,9 @@ class LaunchProgress:
         return self
 
     def refresh(self) -> None:
-        state = counts(self.study)
+        # A database fault (a killed connection, a locked file) delays the display, never ends it.
+        state, best = retrying(lambda: (counts(self.study), best_so_far(self.study)), "showing progress")
         done = min(finished(state), self.total)
-        best = best_so_far(self.study)
         best_text = f"best {self.metric}={best[1]:.4f} (trial {best[0]})" if best else "no result yet"
         extra = [f"{state[k]} {k.lower()}" for k in ("RUNNING", "FAIL") if state.get(k)]
         status = best_text + (f", {', '.join(extra)}" if extra else "")
@@ -111,9 +112,9 @@ class NotebookProgress(LaunchProgress):
         return self
 
     def refresh(self) -> None:
-        state = counts(self.study)
+        # A database fault (a killed connection, a locked file) delays the display, never ends it.
+        state, best = retrying(lambda: (counts(self.study), best_so_far(self.study)), "showing progress")
         done = min(finished(state), self.total)
-        best = best_so_far(self.study)
         self._tqdm.set_postfix_str(f"best {self.metric}={best[1]:.4f} (trial {best[0]})" if best else "no result yet", refresh=False)
         self._tqdm.update(done - self._tqdm.n)
 
