@@ -303,10 +303,12 @@ def test_a_database_behind_head_is_refused_with_the_upgrade_command(tmp_path, wr
 
 
 def _as_reader(args: list[str]) -> list[str]:
-    """Run a command as a user who may only read (root ignores file modes)."""
+    """Run a command that may only read: root ignores file modes, so drop its capabilities
+    (it stays the owner of the files, and of the checkout's venv wherever that is)."""
     import os
 
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *args] if os.geteuid() == 0 else args
+    drop = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"]
+    return [*drop, *args] if os.geteuid() == 0 else args
 
 
 @pytest.fixture
