@@ -31,13 +31,6 @@ def stop(storage: str | None, study_name: str) -> list[int]:
     return launches.request_study_stop(st.engine, study_name)
 
 
-def running_launches(storage: str | None, study_name: str) -> list[int]:
-    st = open_storage(resolve_url(storage), read_only=True)
-    return [
-        row["launch"]
-        for row in launches.launch_rows(st.engine, study_name)
-        if row["state"] in (LaunchOutcome.RUNNING, LaunchOutcome.STOPPING)
-    ]
 
 
 def delete(storage: str | None, study_name: str, force: bool = False) -> int:
@@ -49,7 +42,11 @@ def delete(storage: str | None, study_name: str, force: bool = False) -> int:
     """
     st = open_storage(resolve_url(storage))
     load_plain_study(st, study_name)
-    running = running_launches(storage, study_name)
+    running = [
+        row["launch"]
+        for row in launches.launch_rows(st.engine, study_name)
+        if row["state"] in (LaunchOutcome.RUNNING, LaunchOutcome.STOPPING)
+    ]
     if running and not force:
         ids = ", ".join(str(i) for i in running)
         raise StorageError(
