@@ -144,23 +144,39 @@ def _print_comparison(result: dict[str, Any]) -> None:
 @click.option("--device", help="cpu, cuda or cuda:N. Default: cuda when available, else cpu.")
 @click.option("--trials", type=click.IntRange(min=1), default=4, show_default=True, help="Trials for (a) and (b).")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--cohorts", default="8,32", show_default=True, help="Cohort sizes K for (c), comma-separated.")
+@click.option("--cohorts", help="Cohort sizes K, comma-separated. Default: 8,32 (32,256,1024,4096 with --bookkeeping).")
 @click.option("--size", type=click.IntRange(min=100), help="Training examples (default: 60k/50k on a GPU, 6k/1.5k on the CPU).")
 @click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32", show_default=True)
+@click.option("--bookkeeping", is_flag=True, help="Time what a cohort costs around training instead: asking, reports, telling, heartbeats, against plain Optuna.")
+@click.option("--sampler", "samplers", type=click.Choice(["random", "tpe", "qmc", "cmaes", "gp"]), multiple=True, help="With --bookkeeping: samplers (repeatable). Default: random and tpe.")
+@click.option("--storage", "storages", multiple=True, help="With --bookkeeping: also on this database server (repeatable); runs in studies of its own, deleted afterwards.")
+@click.option("--plain-up-to", type=click.IntRange(min=0), default=256, show_default=True, help="With --bookkeeping: the largest K plain Optuna runs (its cost grows as K squared).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per row instead.")
-def bench(models: tuple[str, ...], cohorts: str, as_json: bool, **options: Any) -> None:
+def bench(models: tuple[str, ...], cohorts: str | None, as_json: bool, bookkeeping: bool, samplers: tuple[str, ...], storages: tuple[str, ...], plain_up_to: int, **options: Any) -> None:
     """Time (a) plain Optuna + DataLoader, (b) --engine train and (c) --engine cohort.
 
     One process, the same trial configs and synthetic MNIST/CIFAR-shaped data for every
-    mode; prints seconds per trial-epoch and the speed-up over (a).
+    mode; prints seconds per trial-epoch and the speed-up over (a). With --bookkeeping, the
+    milliseconds per trial that hpsearch spends around training one cohort of K trials,
+    next to plain Optuna's ask/report/tell of the same trials.
     """
-    from ..run.bench import as_json as to_json
-    from ..run.bench import run
+    import dataclasses
+    import json
 
     try:
-        sizes = [int(k) for k in cohorts.split(",")]
+        sizes = [int(k) for k in (cohorts or ("32,256,1024,4096" if bookkeeping else "8,32")).split(",")]
     except ValueError:
         raise click.BadParameter(f"expected numbers like 8,32,128, got {cohorts!r}", param_hint="--cohorts") from None
-    rows = run(list(models) or ["mlp", "cnn"], cohorts=sizes, report=(lambda _: None) if as_json else click.echo, **options)
+    report = (lambda _: None) if as_json else click.echo
+    if bookkeeping:
+        from ..db.urls import resolve_url
+        from ..run import bench_bookkeeping
+
+        servers: list[str | None] = [None, *(resolve_url(s) for s in storages)]
+        rows: list[Any] = bench_bookkeeping.run(sizes, list(samplers) or ["random", "tpe"], servers, plain_up_to, report=report)
+    else:
+        from ..run.bench import run
+
+        rows = run(list(models) or ["mlp", "cnn"], cohorts=sizes, report=report, **options)
     if as_json:
-        click.echo(to_json(rows))
+        click.echo("\n".join(json.dumps(dataclasses.asdict(r)) for r in rows))

@@ -15,25 +15,42 @@ from .tables import launches, now, trial_runs
 
 
 def start_trial_runs(db: Engine, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert one run row per trial (one transaction); returns their ids, in order."""
-    ids = []
+    """Insert one run row per trial (one transaction, one statement); returns their ids, in order."""
+    if not rows:
+        return []
+    started = now()
+    trial_ids = [values["trial_id"] for values in rows]
     with db.begin() as conn:
-        for values in rows:
-            result = conn.execute(trial_runs.insert().values(started_at=now(), outcome=TrialOutcome.RUNNING, epochs_run=0, **values))
-            ids.append(int(result.inserted_primary_key[0]))
-    return ids
+        conn.execute(trial_runs.insert(), [dict(values, started_at=started, outcome=TrialOutcome.RUNNING, epochs_run=0) for values in rows])
+        # A trial runs once at a time: its newest run row is the one just written.
+        found = dict(
+            conn.execute(
+                sa.select(trial_runs.c.trial_id, sa.func.max(trial_runs.c.run_id))
+                .where(trial_runs.c.trial_id.in_(trial_ids))
+                .group_by(trial_runs.c.trial_id)
+            ).all()
+        )
+    return [int(found[t]) for t in trial_ids]
 
 
 def end_trial_runs(db: Engine, rows: list[dict[str, Any]]) -> None:
-    """Close run rows (each a dict with its run_id and the final values), one transaction."""
+    """Close run rows (each a dict with its run_id and the final values): one transaction,
+    one statement per set of columns."""
     if not rows:
         return
     ended = now()
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for values in rows:
+        columns = tuple(sorted(k for k in values if k != "run_id"))
+        by_columns.setdefault(columns, []).append({"target": values["run_id"], **{k: values[k] for k in columns}})
     with db.begin() as conn:
-        for values in rows:
-            values = dict(values)
-            run_id = values.pop("run_id")
-            conn.execute(trial_runs.update().where(trial_runs.c.run_id == run_id).values(ended_at=ended, **values))
+        for columns, group in by_columns.items():
+            statement = (
+                trial_runs.update()
+                .where(trial_runs.c.run_id == sa.bindparam("target"))
+                .values(ended_at=ended, **{k: sa.bindparam(k) for k in columns})
+            )
+            conn.execute(statement, group)
 
 
 def open_runs(db: Engine, launch_id: int) -> list[int]:

@@ -36,7 +36,8 @@ optuna_trials = sa.Table(
     sa.Column("number", sa.Integer),
     sa.Column("study_id", sa.Integer),
     sa.Column("state", sa.Enum(TrialState, name="trialstate")),
-    sa.Column("datetime_start", sa.DateTime),
+    sa.Column("datetime_start", sa.DateTime),  # naive UTC, as Optuna 5 stores it
+    sa.Column("datetime_complete", sa.DateTime),
 )
 optuna_values = sa.Table(
     "trial_values",
@@ -63,6 +64,23 @@ optuna_user_attrs = sa.Table(
     sa.Column("trial_id", sa.Integer),
     sa.Column("key", sa.String(512)),
     sa.Column("value_json", sa.Text),
+)
+optuna_system_attrs = sa.Table(
+    "trial_system_attributes",
+    metadata,
+    sa.Column("trial_system_attribute_id", sa.Integer, primary_key=True),
+    sa.Column("trial_id", sa.Integer),
+    sa.Column("key", sa.String(512)),
+    sa.Column("value_json", sa.Text),
+)
+optuna_params = sa.Table(
+    "trial_params",
+    metadata,
+    sa.Column("param_id", sa.Integer, primary_key=True),
+    sa.Column("trial_id", sa.Integer),
+    sa.Column("param_name", sa.String(512)),
+    sa.Column("param_value", sa.Float(precision=53)),
+    sa.Column("distribution_json", sa.Text),
 )
 optuna_intermediate_values = sa.Table(
     "trial_intermediate_values",

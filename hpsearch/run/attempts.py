@@ -4,6 +4,7 @@ returned or raised to an outcome, and an outcome to what Optuna and hpsearch's t
 
 from __future__ import annotations
 
+import math
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ..db.bulk import TrialEnd
 from ..errors import HpsearchError
 from ..outcomes import TrialOutcome
 from ..training.results import Diverged, Interrupted, TrainResult
@@ -28,19 +30,18 @@ ERROR_ATTR_CHARS = 1000  # the `error` user attribute is a summary; the run row 
 
 @dataclass
 class Attempt:
-    """A trial this worker has asked for and not yet told."""
+    """A trial this worker has claimed and not yet told."""
 
-    trial: optuna.Trial
+    trial_id: int
+    number: int
+    trial: optuna.Trial | None = None  # once sampled
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     run_id: int | None = None
     epochs_run: int = 0
     cohort_size: int = 1
     lost: bool = False  # another worker failed it as stale while it ran
-
-    @property
-    def trial_id(self) -> int:
-        return self.trial._trial_id
+    last_value: float | None = None  # the last value it reported (a pruned trial's value)
 
 
 @dataclass
@@ -73,6 +74,23 @@ def raised(attempt: Attempt, error: BaseException, trace: str | None = None) -> 
         return End(attempt, TrialOutcome.FAILED, error=str(error))
     # A user model, CUDA out of memory: the trial fails, the search goes on.
     return End(attempt, TrialOutcome.FAILED, error=f"{type(error).__name__}: {error}", trace=trace or traceback.format_exc())
+
+
+def trial_end(end: End) -> TrialEnd:
+    """What Optuna's `tell` would store for this end (not for an interrupted one: it is
+    re-queued). A pruned trial's value is its last reported one, as `tell` gives it."""
+    state = OPTUNA_STATE[end.outcome]
+    value = None
+    if end.outcome == TrialOutcome.COMPLETE and end.result is not None:
+        value = end.result.metric
+    elif state == TrialState.PRUNED:
+        value = end.attempt.last_value
+    if value is not None and math.isnan(value):
+        # `tell` refuses NaN for a complete trial and drops it for a pruned one.
+        if state == TrialState.COMPLETE:
+            end.outcome, end.error, state = TrialOutcome.FAILED, f"the metric was {value}", TrialState.FAIL
+        value = None
+    return TrialEnd(end.attempt.trial_id, state, None if state == TrialState.FAIL else value)
 
 
 def interrupted(attempt: Attempt, reason: str) -> End:

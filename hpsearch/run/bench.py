@@ -220,7 +220,3 @@ def _line(row: Row) -> str:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def as_json(rows: list[Row]) -> str:
-    return "\n".join(json.dumps(asdict(r)) for r in rows)

@@ -2,14 +2,19 @@
 
 Optuna records heartbeats only inside `study.optimize()`; hpsearch's workers use ask/tell
 (a cohort runs many trials at once), so they beat for every running trial themselves, from a
-thread, and other workers fail a trial whose beats stop (`search/recovery.py`).
+thread, and other workers fail a trial whose beats stop (`search/recovery.py`). One beat is
+one statement for all the trials a worker runs, however many; a trial's first beat is written
+when it is claimed (`db/claims.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable
+
+from ..db import bulk
 
 log = logging.getLogger(__name__)
 
@@ -18,20 +23,21 @@ class Heartbeat:
     """A thread that records a heartbeat for each trial in its set every `interval` seconds,
     and runs `also` (e.g. a look for a stop request) each time."""
 
-    def __init__(self, storage: Any, interval: float, also: Callable[[], None] | None = None):
-        self._storage = storage
+    def __init__(self, db: Any, interval: float, also: Callable[[], None] | None = None):
+        self._db = db  # a SQLAlchemy engine
         self._interval = interval
         self._also = also
         self._ids: set[int] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self.seconds = 0.0  # spent beating, for the worker's bookkeeping figures
         self._thread = threading.Thread(target=self._run, name="hpsearch-heartbeat", daemon=True)
         self._thread.start()
 
-    def add(self, trial_id: int) -> None:
-        self._storage.record_heartbeat(trial_id)  # at once: no window without a heartbeat
+    def add(self, trial_ids: list[int]) -> None:
+        """Beat for these trials from now on (claiming them gave them their first beat)."""
         with self._lock:
-            self._ids.add(trial_id)
+            self._ids.update(trial_ids)
 
     def discard(self, trial_id: int) -> None:
         with self._lock:
@@ -45,11 +51,12 @@ class Heartbeat:
         while not self._stopped.wait(self._interval):
             with self._lock:
                 ids = list(self._ids)
-            for trial_id in ids:
-                try:
-                    self._storage.record_heartbeat(trial_id)
-                except Exception as e:  # a missed beat is retried next interval
-                    log.warning("heartbeat for trial %s failed: %s", trial_id, e)
+            start = time.perf_counter()
+            try:
+                bulk.beat(self._db, ids)
+            except Exception as e:  # a missed beat is retried next interval
+                log.warning("heartbeat for trials %s failed: %s", sorted(ids)[:10], e)
+            self.seconds += time.perf_counter() - start
             if self._also is not None:
                 try:
                     self._also()

@@ -139,7 +139,7 @@ def _alone_out_of_memory(book: Bookkeeper, attempt: Attempt, error: str) -> list
     if retrying(lambda: attempt.trial.user_attrs.get(OUT_OF_MEMORY), "reading a trial") is not None:
         return finish(book, [ends_of.End(attempt, TrialOutcome.FAILED, error=f"out of memory alone on {where}, again after a retry: {error}")])
     reason = f"out of memory alone (a cohort of 1) on {where}: {error}; re-queued once"
-    log.warning("trial %d: %s", attempt.trial.number, reason)
+    log.warning("trial %d: %s", attempt.number, reason)
     return give_back(book, [attempt], reason, {OUT_OF_MEMORY: reason})
 
 
@@ -169,10 +169,10 @@ def give_back(book: Bookkeeper, attempts: list[Attempt], reason: str, attrs: dic
     try:
         retrying(lambda: release(book.study, ids, reason, Requeue(None), attrs), "re-queuing trials")
     except DatabaseFault as e:
-        log.warning("could not re-queue trials %s now (%s); the worker tries again as it leaves", [a.trial.number for a in attempts], e)
+        log.warning("could not re-queue trials %s now (%s); the worker tries again as it leaves", [a.number for a in attempts], e)
     else:
         for attempt in attempts:
-            book.running.pop(attempt.trial.number, None)
+            book.running.pop(attempt.number, None)
     return [ends_of.interrupted(a, reason) for a in attempts]
 
 

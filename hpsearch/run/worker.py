@@ -29,7 +29,6 @@ from ..outcomes import TrialOutcome, WorkerStop
 from ..search.budget import counts, finished
 from ..search.recovery import Requeue, fail_stale
 from ..search.samplers import make_pruner, make_sampler
-from ..search.snapshot import SnapshotSampler
 from ..search.study import open_study
 from .attempts import Attempt, End
 from .bookkeeping import Bookkeeper
@@ -64,6 +63,7 @@ class WorkerReport:
     stopped_because: WorkerStop = WorkerStop.BUDGET
     last_error: str | None = None
     device_name: str | None = None
+    bookkeeping: dict[str, float] = field(default_factory=dict)  # seconds: asking, reporting, telling, heartbeats
 
 
 class Worker:
@@ -85,11 +85,13 @@ class Worker:
         storage = open_storage(options.storage)
         opened = open_study(storage, options.study)
         spec, study = opened.spec, opened.study
-        study.sampler = SnapshotSampler(make_sampler(spec, worker=options.index, offset=len(study.trials)))
+        # Seeded by how many trials the study holds: one count, not a read of every trial.
+        offset = sum(retrying(lambda: counts(study), "counting trials").values())
+        study.sampler = make_sampler(spec, worker=options.index, offset=offset)
         study.pruner = make_pruner(spec.search, spec.train.epochs)
         trainer = prepare_trainer(spec, options.device, options.engine, options.cohort, options.precision, options.data_dir)
         requeue = Requeue(spec.search.max_retry)
-        heartbeat = Heartbeat(storage, spec.search.heartbeat_interval, also=lambda: self._look_for_stop(storage.engine))
+        heartbeat = Heartbeat(storage.engine, spec.search.heartbeat_interval, also=lambda: self._look_for_stop(storage.engine))
         book = Bookkeeper(study, spec, trainer, heartbeat, options.launch_id)
         report = WorkerReport(device_name=trainer.device_name)
         failures_in_a_row = 0
@@ -135,6 +137,7 @@ class Worker:
         finally:
             book.abandon()
             heartbeat.close()
+            report.bookkeeping = {**book.seconds, "heartbeats": heartbeat.seconds}
         return report
 
     def _round(self, study, spec, book: Bookkeeper, trainer, requeue: Requeue) -> list[list[End]] | None:  # type: ignore[no-untyped-def]

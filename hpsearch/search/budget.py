@@ -31,27 +31,6 @@ def finished(study_counts: dict[str, int]) -> int:
     return study_counts.get("COMPLETE", 0) + study_counts.get("PRUNED", 0)
 
 
-def claims_a_slot(study: optuna.Study, number: int, n_trials: int) -> bool:
-    """Whether trial `number` is within the budget: fewer than `n_trials` trials numbered
-    below it are finished, running or queued. Trial numbers are handed out atomically by the
-    database, so when workers race for the last slot exactly one of them gets it.
-
-    Queued (WAITING) trials count because a worker may ask for a fresh trial in the moment
-    before another worker's re-queued trial (the retry of a killed one) is committed: the
-    retry, numbered lower, keeps its slot and the fresh trial goes back to the queue.
-    """
-    TrialState = optuna.trial.TrialState
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-    with rdb(study).engine.connect() as conn:
-        ahead = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(_trials)
-            .where(_trials.c.study_id == study._study_id, _trials.c.number < number, _trials.c.state.in_(states))
-        ).scalar_one()
-        conn.rollback()
-    return int(ahead) < n_trials
-
-
 def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
     """(trial number, value) of the best complete trial, or None: one cheap query."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE

@@ -73,7 +73,7 @@ def fail_stale(study: optuna.Study, grace_seconds: float, requeue: Requeue) -> l
         ).all()
         conn.rollback()
     grace = dt.timedelta(seconds=grace_seconds)
-    here_now = dt.datetime.now()
+    here_now = tables.now()  # start times are stored as naive UTC
     stale = [
         row.trial_id
         for row in rows
@@ -88,19 +88,22 @@ def release(
 ) -> list[int]:
     """Fail these RUNNING trials (by id) with `reason` (and `attrs`), re-queue them, close their run rows.
 
-    Each trial is failed and its retry queued in one transaction, so a crash or a database
-    fault in between cannot lose the retry; running it again after a rollback is safe. Returns
-    the numbers of the trials this call failed (others may have beaten it to some).
+    The trials are failed and their retries queued in one transaction (a cohort's K in one),
+    so a crash or a database fault in between cannot lose a retry; running it again after a
+    rollback is safe. Returns the numbers of the trials this call failed (others may have
+    beaten it to some).
     """
+    if not trial_ids:
+        return []
     storage = rdb(study)
     numbers: list[int] = []
     failed: list[int] = []
-    for trial_id in trial_ids:
-        with orm.Session(storage.engine) as session, session.begin():
+    with orm.Session(storage.engine) as session, session.begin():
+        for trial_id in trial_ids:
             number = _fail_and_requeue(session, trial_id, {"error": reason, **(attrs or {})}, requeue)
-        if number is not None:
-            failed.append(trial_id)
-            numbers.append(number)
+            if number is not None:
+                failed.append(trial_id)
+                numbers.append(number)
     runs.mark_lost(storage.engine, failed, reason)
     return numbers
 
@@ -110,7 +113,7 @@ def _fail_and_requeue(session: orm.Session, trial_id: int, attrs: dict[str, Any]
     failed = session.execute(
         sa.update(models.TrialModel)
         .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.RUNNING)
-        .values(state=TrialState.FAIL, datetime_complete=dt.datetime.now())
+        .values(state=TrialState.FAIL, datetime_complete=tables.now())
         .execution_options(synchronize_session=False)
     )
     if failed.rowcount != 1:

@@ -21,7 +21,6 @@ from hpsearch.db.urls import resolve_url
 from hpsearch.errors import HpsearchError
 from hpsearch.run.launcher import LaunchOptions, launch
 from hpsearch.run.processes import plan_slots
-from hpsearch.search.budget import claims_a_slot
 
 # Trials of about a second each (the reference engine, 4 epochs), beating every second and
 # declared stale after 3 seconds of silence.
@@ -285,21 +284,6 @@ def test_a_joining_worker_stops_when_the_budget_is_met(write_study, sqlite_url) 
     assert CliRunner().invoke(cli, ["launch", str(write_study(TINY_STUDY)), "--storage", sqlite_url]).exit_code == 0
     result = CliRunner().invoke(cli, ["worker", "tiny", "--storage", sqlite_url])
     assert result.exit_code == 0 and "worker stopped (budget): {}" in result.stderr
-
-
-def test_a_queued_retry_keeps_its_slot_ahead_of_a_fresh_trial(sqlite_url) -> None:
-    """A worker that asked for a fresh trial just before another worker's retry was committed
-    must give its trial back: the retry, numbered lower, runs within the budget."""
-    study = optuna.create_study(storage=sqlite_url)
-    for _ in range(2):
-        study.add_trial(optuna.trial.create_trial(value=1.0))  # trials 0 and 1 finished
-    study.enqueue_trial({"x": 0.5}, user_attrs={"retry_of": 0})  # trial 2: a retry, queued
-    assert claims_a_slot(study, 2, n_trials=3)
-    # Trial 3: created by a worker that read the queue before the retry was committed.
-    fresh = study._storage.create_new_trial(study._study_id)
-    assert study._storage.get_trial(fresh).number == 3
-    assert not claims_a_slot(study, 3, n_trials=3)
-    assert claims_a_slot(study, 3, n_trials=4)
 
 
 def test_out_of_memory_fails_the_trial_and_the_search_goes_on(write_study, sqlite_url, tmp_path) -> None:
