@@ -28,6 +28,7 @@ from .tables import (
     optuna_heartbeats,
     optuna_intermediate_values,
     optuna_params,
+    optuna_study_system_attrs,
     optuna_system_attrs,
     optuna_trials,
     optuna_user_attrs,
@@ -69,9 +70,11 @@ def record_sampled(
     params: Iterable[tuple[int, str, float, str]],
     system_attrs: Iterable[tuple[int, str, Any]],
     user_attrs: Iterable[tuple[int, str, Any]],
+    study_attrs: tuple[int, dict[str, Any]] | None = None,
 ) -> set[int]:
     """What sampling a cohort wrote, in one transaction: parameters (trial_id, name, internal
-    value, distribution JSON) and attributes; returns the trial ids still running."""
+    value, distribution JSON), attributes and the study's system attributes a sampler keeps
+    (study_id, {key: value}); returns the trial ids still running."""
     param_rows = [{"trial_id": t, "param_name": n, "param_value": v, "distribution_json": d} for t, n, v, d in params]
     system_rows, user_rows = _attr_rows(system_attrs), _attr_rows(user_attrs)
     ids = {row["trial_id"] for row in param_rows + system_rows + user_rows}
@@ -80,6 +83,11 @@ def record_sampled(
         _replace(conn, optuna_params, "param_name", param_rows, alive)
         _replace(conn, optuna_system_attrs, "key", system_rows, alive)
         _replace(conn, optuna_user_attrs, "key", user_rows, alive)
+        if study_attrs and study_attrs[1]:
+            study_id, values = study_attrs
+            table = optuna_study_system_attrs
+            conn.execute(table.delete().where(table.c.study_id == study_id, table.c.key.in_(list(values))))
+            conn.execute(table.insert(), [{"study_id": study_id, "key": k, "value_json": json.dumps(v)} for k, v in values.items()])
 
     return _in_transaction(db, ids, write)
 

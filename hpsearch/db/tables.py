@@ -26,6 +26,18 @@ class ValueType(enum.Enum):
     INF_NEG = 3
 
 
+def _attributes(name: str, owner: str) -> sa.Table:
+    """One of Optuna's key/JSON-value attribute tables (of trials or of studies)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(f"{name[:-1]}_id", sa.Integer, primary_key=True),
+        sa.Column(owner, sa.Integer),
+        sa.Column("key", sa.String(512)),
+        sa.Column("value_json", sa.Text),
+    )
+
+
 # Optuna's tables, in part: for our foreign keys and for cheap queries on trials. Optuna
 # creates and migrates them; the types match its models (enums are native on PostgreSQL).
 optuna_studies = sa.Table("studies", metadata, sa.Column("study_id", sa.Integer, primary_key=True))
@@ -57,22 +69,9 @@ class IntermediateValueType(enum.Enum):
     NAN = 4
 
 
-optuna_user_attrs = sa.Table(
-    "trial_user_attributes",
-    metadata,
-    sa.Column("trial_user_attribute_id", sa.Integer, primary_key=True),
-    sa.Column("trial_id", sa.Integer),
-    sa.Column("key", sa.String(512)),
-    sa.Column("value_json", sa.Text),
-)
-optuna_system_attrs = sa.Table(
-    "trial_system_attributes",
-    metadata,
-    sa.Column("trial_system_attribute_id", sa.Integer, primary_key=True),
-    sa.Column("trial_id", sa.Integer),
-    sa.Column("key", sa.String(512)),
-    sa.Column("value_json", sa.Text),
-)
+optuna_user_attrs = _attributes("trial_user_attributes", "trial_id")
+optuna_system_attrs = _attributes("trial_system_attributes", "trial_id")
+optuna_study_system_attrs = _attributes("study_system_attributes", "study_id")
 optuna_params = sa.Table(
     "trial_params",
     metadata,

@@ -8,7 +8,8 @@ trial is then sampled in order, by the study's own sampler, through an `optuna.T
 that snapshot, and each trial's parameters and attributes join the snapshot as it is
 sampled, so the next member sees it running exactly as it would have after its own `ask`
 (TPE's constant liar, the grid's visited points). What sampling writes is kept and stored for
-the whole cohort in one transaction at the end. For a given seed the configs are the ones
+the whole cohort in one transaction at the end (a sampler's state in the study's attributes,
+as QMC keeps its next sample's number, too). For a given seed the configs are the ones
 K asks in a row would have drawn (`tests/search/test_cohort_sampling.py` compares them).
 """
 
@@ -45,6 +46,8 @@ class CohortStorage:
         self.params: list[tuple[int, str, float, str]] = []
         self.system_attrs: dict[tuple[int, str], Any] = {}
         self.user_attrs: dict[tuple[int, str], Any] = {}
+        self._study_attrs: dict[str, Any] | None = None
+        self.study_attrs: dict[str, Any] = {}  # a sampler's own state (QMC's next sample)
 
     def reveal(self, trial_id: int) -> None:
         self._hidden.discard(trial_id)
@@ -91,6 +94,16 @@ class CohortStorage:
         self._own(trial_id).user_attrs[key] = value
         self.user_attrs[(trial_id, key)] = value
 
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        if self._study_attrs is None:
+            self._study_attrs = dict(self._storage.get_study_system_attrs(study_id))
+        return dict(self._study_attrs)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        self.get_study_system_attrs(study_id)
+        assert self._study_attrs is not None
+        self._study_attrs[key] = self.study_attrs[key] = value
+
     def _own(self, trial_id: int) -> FrozenTrial:
         if trial_id not in self._index or trial_id in self._hidden:
             raise RuntimeError(f"trial {trial_id} is not being sampled in this cohort")
@@ -118,6 +131,7 @@ def sample_cohort(study: optuna.Study, claimed: list[Claimed], suggest: Callable
         storage.params,
         [(t, k, v) for (t, k), v in storage.system_attrs.items()],
         [(t, k, v) for (t, k), v in storage.user_attrs.items()],
+        (study._study_id, storage.study_attrs),
     )
     for trial, _ in sampled:  # from now on it reads and writes the study as any trial does
         trial.study, trial.storage = study, study._storage
