@@ -63,8 +63,8 @@ def _claim_in_a_process(url: str, study_id: int, rounds: int, out: "multiprocess
 def test_processes_claiming_at_once_share_the_budget_exactly(backend, request, tmp_path) -> None:
     url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else f"{backend}_url")
     study = _study(url)
-    queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")  # already imported: starts in milliseconds
+    queue: multiprocessing.Queue = context.Queue()
     workers = [context.Process(target=_claim_in_a_process, args=(url, study._study_id, 4, queue)) for _ in range(4)]
     for w in workers:
         w.start()

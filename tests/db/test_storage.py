@@ -246,7 +246,7 @@ limit = 100
 epochs = 1
 batch_size = 32
 [search]
-n_trials = 400
+n_trials = 160
 sampler = "random"
 seed = 1
 [space]
@@ -261,9 +261,9 @@ def stress(url: str, workers: int, write_study) -> None:
     )
     assert summary.outcome == "finished" and summary.errors == []
     counts = summary.counts
-    assert counts.get("COMPLETE") == 400 and counts.get("FAIL", 0) == 0 and counts.get("RUNNING", 0) == 0
+    assert counts.get("COMPLETE") == 160 and counts.get("FAIL", 0) == 0 and counts.get("RUNNING", 0) == 0
     runs = rows(url, tables.trial_runs)
-    assert len(runs) == 400 and {r.outcome for r in runs} == {"complete"}
+    assert len(runs) == 160 and {r.outcome for r in runs} == {"complete"}
     for log in Path("hpsearch-logs/quick").glob("*-worker-*.log"):
         text = log.read_text()
         assert "Traceback" not in text and "locked" not in text and "worker stopped (budget)" in text

@@ -119,11 +119,6 @@ def _kill_connections(url: str, kind: str):  # type: ignore[no-untyped-def]
     return inject
 
 
-@pytest.mark.xfail(
-    reason="under repeated connection kills a launch can still end one trial short of its budget "
-    "(seen on PostgreSQL and MariaDB); the other checks hold",
-    strict=False,
-)
 @pytest.mark.parametrize("kind", ["postgres", "mysql"])
 def test_killed_connections_during_a_launch(kind, request, write_study, capsys) -> None:
     url = request.getfixturevalue(f"{kind}_url")
@@ -139,10 +134,6 @@ def test_killed_connections_during_a_launch(kind, request, write_study, capsys) 
         print(f"\n{kind}: connections killed {faults}, {figures}")
 
 
-@pytest.mark.xfail(
-    reason="a retry queued after the budget's last slots went to other trials can be left WAITING",
-    strict=False,
-)
 def test_a_sqlite_file_locked_by_another_process(write_study, sqlite_url, capsys) -> None:
     path = sqlite_path(sqlite_url)
     # Workers wait 0.3 s for a lock; the other process holds the file for 1 s at a time.
