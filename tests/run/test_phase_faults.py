@@ -63,55 +63,60 @@ PHASES = {
 
 
 SITECUSTOMIZE = '''
-"""Test fault: signal this process the Nth time a statement matches FAULT_PATTERN."""
+"""Test faults: a process whose command line holds a plan's `argv` sends itself the plan's
+signal the `at`th time one of its statements matches the plan's `pattern`."""
 import json, os, re, signal, sys
 
 import sqlalchemy
 
-_seen = [0]
+_plan = []  # [plan, statements seen] once this process's plan is known; [None] for none
+_PLANS = json.loads(os.environ["FAULT_PLANS"])
 
 
-def _targeted():
-    # sys.argv is final only once the program runs, so it is looked at here, not at import.
-    return f" {os.environ['FAULT_ARGV']} " in f" {' '.join(sys.argv)} "
+def _mine():
+    # sys.argv is final only once the program runs, so it is read here, not at import.
+    line = f" {' '.join(sys.argv)} "
+    return next((plan for plan in _PLANS if f" {plan['argv']} " in line), None)
 
 
 def _before(conn, cursor, statement, parameters, context, executemany):
+    if not _plan:
+        _plan[:] = [_mine(), 0]
+    plan = _plan[0]
+    if plan is None:
+        return
     # One row, or many (executemany; "insertmanyvalues" sends one flat row of them all).
     many = isinstance(parameters, (list, tuple)) and parameters and isinstance(parameters[0], (list, tuple, dict))
     rows = [list(row.values()) if isinstance(row, dict) else list(row) for row in (parameters if many else [parameters or ()])]
     text = " ".join(statement.split()) + " " + repr(rows)
-    if not re.match(os.environ["FAULT_PATTERN"], text) or not _targeted():
+    if not re.match(plan["pattern"], text):
         return
-    _seen[0] += 1
-    if _seen[0] != int(os.environ["FAULT_AT"]):
+    _plan[1] += 1
+    if _plan[1] != plan["at"]:
         return
-    trial_id = rows[0][-1] if statement.lstrip().upper().startswith("UPDATE") else rows[0][0]
+    trial_id = rows[0][-1] if text.startswith("UPDATE") else rows[0][0]
     with open(os.environ["FAULT_LOG"], "a") as log:
-        log.write(json.dumps({"pid": os.getpid(), "trial_id": trial_id, "statement": text[:200]}) + "\\n")
-    os.kill(os.getpid(), getattr(signal, os.environ["FAULT_SIGNAL"]))
+        log.write(json.dumps({**plan, "pid": os.getpid(), "trial_id": trial_id, "statement": text[:200]}) + "\\n")
+    os.kill(os.getpid(), getattr(signal, plan["signal"]))
 
 
 sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", _before)
 '''
 
 
-def fault_env(tmp_path: Path, phase: str, argv: str, trial: int, signum: str = "SIGKILL") -> dict[str, str]:
-    """The environment that arms the fault in the processes whose command line holds `argv`
-    (e.g. "--index 1": the launcher's second worker), in the `trial`th trial each runs."""
+def fault(phase: str, argv: str, trial: int, signum: str = "SIGKILL") -> dict:
+    """A plan: signal the processes whose command line holds `argv` (e.g. "--index 1": the
+    launcher's second worker) at `phase` of the `trial`th trial each runs."""
+    pattern, per_trial, which = PHASES[phase]
+    return {"phase": phase, "argv": argv, "pattern": pattern, "at": (trial - 1) * per_trial + which, "signal": signum}
+
+
+def fault_env(tmp_path: Path, *plans: dict) -> dict[str, str]:
+    """The environment that arms these plans in a process and all it starts."""
     folder = tmp_path / "fault"
     folder.mkdir(exist_ok=True)
     (folder / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE))
-    pattern, per_trial, which = PHASES[phase]
-    at = (trial - 1) * per_trial + which
-    return {
-        "PYTHONPATH": str(folder),
-        "FAULT_PATTERN": pattern,
-        "FAULT_AT": str(at),
-        "FAULT_ARGV": argv,
-        "FAULT_SIGNAL": signum,
-        "FAULT_LOG": str(tmp_path / "fault.log"),
-    }
+    return {"PYTHONPATH": str(folder), "FAULT_PLANS": json.dumps(plans), "FAULT_LOG": str(tmp_path / "fault.log")}
 
 
 def faults_sent(tmp_path: Path) -> list[dict]:
@@ -123,43 +128,44 @@ def trial_of(study: optuna.Study, trial_id: int) -> optuna.trial.FrozenTrial:
     return next(t for t in study.trials if t._trial_id == trial_id)
 
 
-def assert_study_recovered(url: str, victim_id: int) -> dict[str, int]:
-    """Budget exact, nothing left running or queued, the victim failed and its retry finished."""
+def assert_study_recovered(url: str, victims: list[int]) -> dict[str, int]:
+    """Budget exact, nothing left running or queued, the victims failed and their retries finished."""
     study = optuna.load_study(study_name="phases", storage=url)
     states = [t.state.name for t in study.trials]
     assert states.count("COMPLETE") + states.count("PRUNED") == N_TRIALS, states
     assert "RUNNING" not in states and "WAITING" not in states, states
-    victim = trial_of(study, victim_id)
-    assert victim.state.name == "FAIL", (victim.number, victim.state, victim.user_attrs)
+    for trial_id in victims:
+        victim = trial_of(study, trial_id)
+        assert victim.state.name == "FAIL", (victim.number, victim.state, victim.user_attrs)
     failed = {t.number for t in study.trials if t.state.name == "FAIL"}
     rerun = {t.user_attrs.get("retry_of") for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")}
     assert failed <= rerun, f"failed {sorted(failed)}, run again {sorted(rerun - {None})}"
     return {"failed": len(failed), "rerun": len(failed & rerun), "finished": states.count("COMPLETE") + states.count("PRUNED")}
 
 
-@pytest.mark.parametrize("phase", list(PHASES))
-def test_kill_9_of_one_of_two_workers(phase, write_study, sqlite_url, tmp_path) -> None:
-    """The other worker fails the dead one's trial after the grace period and runs it again."""
+def test_kill_9_of_workers_while_asking_reporting_and_telling(write_study, sqlite_url, tmp_path) -> None:
+    """Three of four workers die, one at each phase of their first trial; the fourth fails
+    their trials after the grace period, runs them again and finishes the launch."""
     spec = write_study(STUDY)
-    env = fault_env(tmp_path, phase, "--index 1", trial=1)  # the other may run all the rest
-    launcher = start("launch", str(spec), "--storage", sqlite_url, "--workers", "2", "--engine", "train", **env)
+    plans = [fault(phase, f"--index {i}", trial=1) for i, phase in enumerate(PHASES, start=1)]
+    launcher = start("launch", str(spec), "--storage", sqlite_url, "--workers", "4", "--engine", "train", **fault_env(tmp_path, *plans))
     try:
-        output, _ = launcher.communicate(timeout=60)
+        output, _ = launcher.communicate(timeout=90)
     finally:
         launcher.kill()
     assert launcher.returncode == 0, output
     assert "Traceback" not in output
-    [sent] = faults_sent(tmp_path)
-    counts = assert_study_recovered(sqlite_url, sent["trial_id"])
-    print(f"{phase}: {counts}")
+    sent = faults_sent(tmp_path)
+    assert sorted(s["phase"] for s in sent) == sorted(PHASES), sent
+    counts = assert_study_recovered(sqlite_url, [s["trial_id"] for s in sent])
+    print(f"4 workers, killed while {'/'.join(PHASES)}: {counts}")
 
 
 @pytest.mark.parametrize("phase", list(PHASES))
 def test_kill_9_of_a_one_worker_launch_then_relaunch(phase, write_study, sqlite_url, tmp_path) -> None:
     """The launch runs its worker in its own process; killed, the next launch recovers."""
     spec = write_study(STUDY)
-    env = fault_env(tmp_path, phase, "launch", trial=2)
-    killed = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train", **env)
+    killed = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train", **fault_env(tmp_path, fault(phase, "launch", trial=2)))
     try:
         output, _ = killed.communicate(timeout=60)
     finally:
@@ -167,18 +173,18 @@ def test_kill_9_of_a_one_worker_launch_then_relaunch(phase, write_study, sqlite_
     assert killed.returncode == -signal.SIGKILL, output
     [sent] = faults_sent(tmp_path)
     study = optuna.load_study(study_name="phases", storage=sqlite_url)
-    assert trial_of(study, sent["trial_id"]).state.name == "RUNNING"  # its tell never committed
+    assert trial_of(study, sent["trial_id"]).state.name == "RUNNING"  # nothing of its tell committed
     again = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train")
     output, _ = again.communicate(timeout=60)
     assert again.returncode == 0, output
-    counts = assert_study_recovered(sqlite_url, sent["trial_id"])
-    print(f"{phase}: {counts}")
+    counts = assert_study_recovered(sqlite_url, [sent["trial_id"]])
+    print(f"1 worker, killed while {phase}: {counts}")
 
 
 def test_sigterm_while_telling_finishes_that_tell_then_stops(write_study, sqlite_url, tmp_path) -> None:
     """SIGTERM in the middle of a tell: that trial keeps its result, the launch stops (130)."""
     spec = write_study(STUDY)
-    env = fault_env(tmp_path, "telling", "launch", trial=2, signum="SIGTERM")
+    env = fault_env(tmp_path, fault("telling", "launch", trial=2, signum="SIGTERM"))
     stopped = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train", **env)
     try:
         output, _ = stopped.communicate(timeout=60)
@@ -199,4 +205,4 @@ def test_sigterm_while_telling_finishes_that_tell_then_stops(write_study, sqlite
     states = [t.state.name for t in study.trials]
     assert states.count("COMPLETE") + states.count("PRUNED") == N_TRIALS, states
     assert "RUNNING" not in states and "WAITING" not in states, states
-    print(f"telling, SIGTERM: {dict((s, states.count(s)) for s in set(states))}")
+    print(f"1 worker, SIGTERM while telling: {dict((s, states.count(s)) for s in sorted(set(states)))}")
