@@ -137,18 +137,21 @@ def assert_study_recovered(url: str, victims: list[int]) -> dict[str, int]:
     for trial_id in victims:
         victim = trial_of(study, trial_id)
         assert victim.state.name == "FAIL", (victim.number, victim.state, victim.user_attrs)
+        assert victim.user_attrs["error"] == "worker stopped sending heartbeats", victim.user_attrs
     failed = {t.number for t in study.trials if t.state.name == "FAIL"}
     rerun = {t.user_attrs.get("retry_of") for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")}
     assert failed <= rerun, f"failed {sorted(failed)}, run again {sorted(rerun - {None})}"
     return {"failed": len(failed), "rerun": len(failed & rerun), "finished": states.count("COMPLETE") + states.count("PRUNED")}
 
 
-def test_kill_9_of_workers_while_asking_reporting_and_telling(write_study, sqlite_url, tmp_path) -> None:
+@pytest.mark.parametrize("storage", ["sqlite_url", "postgres_url"])
+def test_kill_9_of_workers_while_asking_reporting_and_telling(storage, request, write_study, tmp_path) -> None:
     """Three of four workers die, one at each phase of their first trial; the fourth fails
     their trials after the grace period, runs them again and finishes the launch."""
+    url = request.getfixturevalue(storage)
     spec = write_study(STUDY)
     plans = [fault(phase, f"--index {i}", trial=1) for i, phase in enumerate(PHASES, start=1)]
-    launcher = start("launch", str(spec), "--storage", sqlite_url, "--workers", "4", "--engine", "train", **fault_env(tmp_path, *plans))
+    launcher = start("launch", str(spec), "--storage", url, "--workers", "4", "--engine", "train", **fault_env(tmp_path, *plans))
     try:
         output, _ = launcher.communicate(timeout=90)
     finally:
@@ -157,8 +160,8 @@ def test_kill_9_of_workers_while_asking_reporting_and_telling(write_study, sqlit
     assert "Traceback" not in output
     sent = faults_sent(tmp_path)
     assert sorted(s["phase"] for s in sent) == sorted(PHASES), sent
-    counts = assert_study_recovered(sqlite_url, [s["trial_id"] for s in sent])
-    print(f"4 workers, killed while {'/'.join(PHASES)}: {counts}")
+    counts = assert_study_recovered(url, [s["trial_id"] for s in sent])
+    print(f"{storage}, 4 workers, killed while {'/'.join(PHASES)}: {counts}")
 
 
 @pytest.mark.parametrize("phase", list(PHASES))
