@@ -144,14 +144,19 @@ def assert_study_recovered(url: str, victims: list[int]) -> dict[str, int]:
     return {"failed": len(failed), "rerun": len(failed & rerun), "finished": states.count("COMPLETE") + states.count("PRUNED")}
 
 
-@pytest.mark.parametrize("storage", ["sqlite_url", "postgres_url"])
-def test_kill_9_of_workers_while_asking_reporting_and_telling(storage, request, write_study, tmp_path) -> None:
-    """Three of four workers die, one at each phase of their first trial; the fourth fails
-    their trials after the grace period, runs them again and finishes the launch."""
+@pytest.mark.parametrize(
+    ("storage", "engine"),
+    [("sqlite_url", ["train"]), ("postgres_url", ["train"]), ("sqlite_url", ["cohort", "--cohort", "2"])],
+    ids=["sqlite-train", "postgres-train", "sqlite-cohort"],
+)
+def test_kill_9_of_workers_while_asking_reporting_and_telling(storage, engine, request, write_study, tmp_path) -> None:
+    """Three of four workers die, one at each phase of their first trial (of their first
+    cohort's first member); the fourth fails their trials after the grace period, runs them
+    again and finishes the launch."""
     url = request.getfixturevalue(storage)
     spec = write_study(STUDY)
     plans = [fault(phase, f"--index {i}", trial=1) for i, phase in enumerate(PHASES, start=1)]
-    launcher = start("launch", str(spec), "--storage", url, "--workers", "4", "--engine", "train", **fault_env(tmp_path, *plans))
+    launcher = start("launch", str(spec), "--storage", url, "--workers", "4", "--engine", *engine, **fault_env(tmp_path, *plans))
     try:
         output, _ = launcher.communicate(timeout=90)
     finally:
@@ -161,7 +166,7 @@ def test_kill_9_of_workers_while_asking_reporting_and_telling(storage, request, 
     sent = faults_sent(tmp_path)
     assert sorted(s["phase"] for s in sent) == sorted(PHASES), sent
     counts = assert_study_recovered(url, [s["trial_id"] for s in sent])
-    print(f"{storage}, 4 workers, killed while {'/'.join(PHASES)}: {counts}")
+    print(f"{storage} {engine[0]}, 4 workers, killed while {'/'.join(PHASES)}: {counts}")
 
 
 @pytest.mark.parametrize("phase", list(PHASES))
