@@ -169,24 +169,28 @@ def test_kill_9_of_workers_while_asking_reporting_and_telling(storage, engine, r
     print(f"{storage} {engine[0]}, 4 workers, killed while {'/'.join(PHASES)}: {counts}")
 
 
-@pytest.mark.parametrize("phase", list(PHASES))
-def test_kill_9_of_a_one_worker_launch_then_relaunch(phase, write_study, sqlite_url, tmp_path) -> None:
-    """The launch runs its worker in its own process; killed, the next launch recovers."""
+def test_kill_9_of_one_worker_launches_at_each_phase_then_relaunch(write_study, sqlite_url, tmp_path) -> None:
+    """A one-worker launch runs its worker in its own process. Three launches in a row die,
+    one at each phase of their second trial; each next launch fails what the dead one left
+    running, and the fourth reaches the budget."""
     spec = write_study(STUDY)
-    killed = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train", **fault_env(tmp_path, fault(phase, "launch", trial=2)))
-    try:
-        output, _ = killed.communicate(timeout=60)
-    finally:
-        killed.kill()
-    assert killed.returncode == -signal.SIGKILL, output
-    [sent] = faults_sent(tmp_path)
-    study = optuna.load_study(study_name="phases", storage=sqlite_url)
-    assert trial_of(study, sent["trial_id"]).state.name == "RUNNING"  # nothing of its tell committed
+    for phase in PHASES:
+        env = fault_env(tmp_path, fault(phase, "launch", trial=2))
+        killed = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train", **env)
+        try:
+            output, _ = killed.communicate(timeout=60)
+        finally:
+            killed.kill()
+        assert killed.returncode == -signal.SIGKILL, output
+        sent = faults_sent(tmp_path)[-1]
+        assert sent["phase"] == phase, sent
+        study = optuna.load_study(study_name="phases", storage=sqlite_url)
+        assert trial_of(study, sent["trial_id"]).state.name == "RUNNING"  # nothing of its tell committed
     again = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train")
     output, _ = again.communicate(timeout=60)
     assert again.returncode == 0, output
-    counts = assert_study_recovered(sqlite_url, [sent["trial_id"]])
-    print(f"1 worker, killed while {phase}: {counts}")
+    counts = assert_study_recovered(sqlite_url, [s["trial_id"] for s in faults_sent(tmp_path)])
+    print(f"1-worker launches, killed while {'/'.join(PHASES)}: {counts}")
 
 
 def test_sigterm_while_telling_finishes_that_tell_then_stops(write_study, sqlite_url, tmp_path) -> None:
