@@ -71,7 +71,7 @@ def test_a_full_log_disk_is_one_line_before_anything_runs(small_disk, write_stud
     spec = write_study(STUDY)
     fill(small_disk)
     refused = start("launch", str(spec), "--storage", sqlite_url, "--workers", "2", "--log-dir", str(small_disk))
-    output, _ = refused.communicate(timeout=60)
+    output, _ = refused.communicate(timeout=180)
     assert refused.returncode != 0
     assert output.strip() == (
         f"Error: --log-dir {small_disk}: cannot write logs in {small_disk / 'disk'} (No space left on device); "
@@ -80,7 +80,7 @@ def test_a_full_log_disk_is_one_line_before_anything_runs(small_disk, write_stud
     assert "disk" not in [s.study_name for s in optuna.get_all_study_summaries(sqlite_url)]
     (small_disk / "filler").unlink()
     again = start("launch", str(spec), "--storage", sqlite_url, "--n-trials", "1", "--log-dir", str(small_disk))
-    output, _ = again.communicate(timeout=60)
+    output, _ = again.communicate(timeout=180)
     assert again.returncode == 0, output
 
 
@@ -91,10 +91,10 @@ def test_a_log_disk_that_fills_during_a_launch_loses_log_lines_not_trials(worker
     try:
         # Before the first trial ends, so the first line of each log finds no room: a file
         # with a page of its own would take lines until that page is full.
-        wait_for(lambda: query(sqlite_url, sa.select(tables.optuna_trials.c.trial_id)), 60, "the first trial")
+        wait_for(lambda: query(sqlite_url, sa.select(tables.optuna_trials.c.trial_id)), 120, "the first trial")
         fill(small_disk)
         full_since = dt.datetime.now()
-        output, _ = launcher.communicate(timeout=60)
+        output, _ = launcher.communicate(timeout=180)
     finally:
         launcher.kill()
     assert launcher.returncode == 0, output

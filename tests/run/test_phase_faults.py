@@ -158,7 +158,7 @@ def test_kill_9_of_workers_while_asking_reporting_and_telling(storage, engine, r
     plans = [fault(phase, f"--index {i}", trial=1) for i, phase in enumerate(PHASES, start=1)]
     launcher = start("launch", str(spec), "--storage", url, "--workers", "4", "--engine", *engine, **fault_env(tmp_path, *plans))
     try:
-        output, _ = launcher.communicate(timeout=90)
+        output, _ = launcher.communicate(timeout=180)
     finally:
         launcher.kill()
     assert launcher.returncode == 0, output
@@ -178,7 +178,7 @@ def test_kill_9_of_one_worker_launches_at_each_phase_then_relaunch(write_study, 
         env = fault_env(tmp_path, fault(phase, "launch", trial=2))
         killed = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train", **env)
         try:
-            output, _ = killed.communicate(timeout=60)
+            output, _ = killed.communicate(timeout=180)
         finally:
             killed.kill()
         assert killed.returncode == -signal.SIGKILL, output
@@ -187,7 +187,7 @@ def test_kill_9_of_one_worker_launches_at_each_phase_then_relaunch(write_study, 
         study = optuna.load_study(study_name="phases", storage=sqlite_url)
         assert trial_of(study, sent["trial_id"]).state.name == "RUNNING"  # nothing of its tell committed
     again = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train")
-    output, _ = again.communicate(timeout=60)
+    output, _ = again.communicate(timeout=180)
     assert again.returncode == 0, output
     counts = assert_study_recovered(sqlite_url, [s["trial_id"] for s in faults_sent(tmp_path)])
     print(f"1-worker launches, killed while {'/'.join(PHASES)}: {counts}")
@@ -199,7 +199,7 @@ def test_sigterm_while_telling_finishes_that_tell_then_stops(write_study, sqlite
     env = fault_env(tmp_path, fault("telling", "launch", trial=2, signum="SIGTERM"))
     stopped = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train", **env)
     try:
-        output, _ = stopped.communicate(timeout=60)
+        output, _ = stopped.communicate(timeout=180)
     finally:
         stopped.kill()
     assert stopped.returncode == 130, output
@@ -211,7 +211,7 @@ def test_sigterm_while_telling_finishes_that_tell_then_stops(write_study, sqlite
     states = [t.state.name for t in study.trials]
     assert "RUNNING" not in states, states
     again = start("launch", str(spec), "--storage", sqlite_url, "--engine", "train")
-    output, _ = again.communicate(timeout=60)
+    output, _ = again.communicate(timeout=180)
     assert again.returncode == 0, output
     study = optuna.load_study(study_name="phases", storage=sqlite_url)
     states = [t.state.name for t in study.trials]
