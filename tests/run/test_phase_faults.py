@@ -64,13 +64,22 @@ PHASES = {
 
 SITECUSTOMIZE = '''
 """Test faults: a process whose command line holds a plan's `argv` sends itself the plan's
-signal the `at`th time one of its statements matches the plan's `pattern`."""
-import json, os, re, signal, sys
+signal the `at`th time one of its statements matches the plan's `pattern`; or, for a plan
+with `wait_for`, waits before its first statement until that many faults were sent."""
+import json, os, re, signal, sys, time
 
 import sqlalchemy
 
 _plan = []  # [plan, statements seen] once this process's plan is known; [None] for none
 _PLANS = json.loads(os.environ["FAULT_PLANS"])
+
+
+def _sent():
+    try:
+        with open(os.environ["FAULT_LOG"]) as log:
+            return len(log.readlines())
+    except FileNotFoundError:
+        return 0
 
 
 def _mine():
@@ -84,6 +93,13 @@ def _before(conn, cursor, statement, parameters, context, executemany):
         _plan[:] = [_mine(), 0]
     plan = _plan[0]
     if plan is None:
+        return
+    if "wait_for" in plan:
+        # Held back before its first statement (so it holds no lock) until the others got theirs.
+        _plan[0] = None
+        deadline = time.time() + 120
+        while time.time() < deadline and _sent() < plan["wait_for"]:
+            time.sleep(0.1)
         return
     # One row, or many (executemany; "insertmanyvalues" sends one flat row of them all).
     many = isinstance(parameters, (list, tuple)) and parameters and isinstance(parameters[0], (list, tuple, dict))
@@ -156,6 +172,7 @@ def test_kill_9_of_workers_while_asking_reporting_and_telling(storage, engine, r
     url = request.getfixturevalue(storage)
     spec = write_study(STUDY)
     plans = [fault(phase, f"--index {i}", trial=1) for i, phase in enumerate(PHASES, start=1)]
+    plans.append({"argv": "--index 0", "wait_for": len(PHASES)})  # else it may take every trial first
     launcher = start("launch", str(spec), "--storage", url, "--workers", "4", "--engine", *engine, **fault_env(tmp_path, *plans))
     try:
         output, _ = launcher.communicate(timeout=180)
