@@ -100,12 +100,14 @@ def worker(study: str, storage: str | None, cohort: str, launch_id: int | None, 
     from ..db.urls import resolve_url
     from ..outcomes import LAUNCH_OUTCOME, WorkerStop
     from ..run.launcher import record_launch
+    from ..run.logs import FORMAT, survive_a_full_log
     from ..run.processes import EXIT_FAILING
     from ..run.signals import handle_signals
     from ..run.worker import Worker, WorkerOptions
     from ..search.study import open_study
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    survive_a_full_log()  # its output is its log file: a full disk must not end it
+    logging.basicConfig(level=logging.INFO, format=FORMAT)
     url = resolve_url(storage)
     own_launch = launch_id is None
     if own_launch:

@@ -46,6 +46,7 @@ from ..search.warm_start import bundle_params, enqueue
 from ..training.contract import check_trainable
 from ..training.device import resolve_device, versions
 from .engine import check_optimizers
+from .logs import LogFile, log_folder
 from .processes import plan_slots, run_processes
 from .progress import watching
 from .signals import worker_signals
@@ -241,8 +242,7 @@ def _run(options: LaunchOptions, slots: list[str | None], url: str, opened: Open
 def _run_here(
     base: WorkerOptions, opened: OpenStudy, log_file: Path, progress: bool
 ) -> tuple[list[str], LaunchOutcome, list[str]]:
-    handler = logging.FileHandler(log_file)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = LogFile(log_file)  # a full disk stops the log, not the trials
     notices = logging.StreamHandler()  # warnings (e.g. an engine fallback) also on the console
     notices.setLevel(logging.WARNING)
     notices.setFormatter(logging.Formatter("hpsearch: %(message)s"))
@@ -266,21 +266,6 @@ def _release_orphans(opened: OpenStudy, launch_id: int) -> None:
     """Fail and re-queue trials this launch's workers left RUNNING (they were killed)."""
     engine = rdb(opened.study).engine
     release(opened.study, runs.open_runs(engine, launch_id), "worker was killed mid-trial", Requeue(None))
-
-
-def log_folder(root: str, study: str) -> Path:
-    """The study's log folder, made and known writable before any worker starts."""
-    folder = Path(root) / study
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".hpsearch-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise HpsearchError(
-            f"--log-dir {root}: cannot write logs in {folder} ({e.strerror}); pass a writable --log-dir"
-        ) from None
-    return folder
 
 
 def database_tag(url: str) -> str:
