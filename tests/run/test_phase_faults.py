@@ -110,7 +110,8 @@ def _before(conn, cursor, statement, parameters, context, executemany):
     _plan[1] += 1
     if _plan[1] != plan["at"]:
         return
-    trial_id = rows[0][-1] if text.startswith("UPDATE") else rows[0][0]
+    # The trial: an INSERT's first column; the first whole number an UPDATE is given.
+    trial_id = next(v for v in rows[0] if isinstance(v, int)) if text.startswith("UPDATE") else rows[0][0]
     with open(os.environ["FAULT_LOG"], "a") as log:
         log.write(json.dumps({**plan, "pid": os.getpid(), "trial_id": trial_id, "statement": text[:200]}) + "\\n")
     os.kill(os.getpid(), getattr(signal, plan["signal"]))
@@ -162,8 +163,8 @@ def assert_study_recovered(url: str, victims: list[int]) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     ("storage", "engine"),
-    [("sqlite_url", ["train"]), ("postgres_url", ["train"]), ("sqlite_url", ["cohort", "--cohort", "2"])],
-    ids=["sqlite-train", "postgres-train", "sqlite-cohort"],
+    [("postgres_url", ["train"]), ("sqlite_url", ["cohort", "--cohort", "2"])],
+    ids=["postgres-train", "sqlite-cohort"],
 )
 def test_kill_9_of_workers_while_asking_reporting_and_telling(storage, engine, request, write_study, tmp_path) -> None:
     """Three of four workers die, one at each phase of their first trial (of their first
