@@ -46,6 +46,7 @@ from ..search.warm_start import bundle_params, enqueue
 from ..training.contract import check_trainable
 from ..training.device import resolve_device, versions
 from .engine import check_optimizers
+from .launch_heartbeat import beating
 from .processes import plan_slots, run_processes
 from .progress import watching
 from .signals import worker_signals
@@ -131,10 +132,16 @@ def prepare(options: LaunchOptions) -> tuple[str, OpenStudy, int]:
 
 
 def record_launch(opened: OpenStudy, url: str, command: str, devices: list[str] | None = None) -> int:
-    """A row in hpsearch_launches for this launch (or for a worker joining on its own)."""
+    """A row in hpsearch_launches for this launch (or for a worker joining on its own).
+
+    Launches of the study whose launcher died (kill -9) are closed as lost first."""
     info = versions()
+    engine = rdb(opened.study).engine
+    lost = launches.close_lost(engine, opened.spec.search.grace_seconds, study_name=opened.spec.study.name)
+    if lost:
+        log.warning("closed launch %s of study %s as lost (its launcher stopped beating)", ", ".join(map(str, lost)), opened.spec.study.name)
     return launches.start_launch(
-        rdb(opened.study).engine,
+        engine,
         study_id=opened.study._study_id,
         study_name=opened.spec.study.name,
         study_file_sha256=opened.file.sha256,
@@ -162,7 +169,9 @@ def launch(options: LaunchOptions, progress: bool = True) -> LaunchSummary:
         resolve_device(options.device)  # a bad --device is an error before anything is written
     url, opened, launch_id = prepare(options)
     try:
-        return _run(options, slots, url, opened, launch_id, progress)
+        # Until the row is closed: a launch whose beats stop is lost (its launcher was killed).
+        with beating(rdb(opened.study).engine, launch_id, opened.spec.search.heartbeat_interval):
+            return _run(options, slots, url, opened, launch_id, progress)
     except _NothingKept:
         raise
     except BaseException as e:

@@ -196,6 +196,33 @@ def test_every_kept_schema_upgrades_to_head(name: str, tmp_path) -> None:
     assert check.exit_code == 0
 
 
+def test_a_0002_database_upgrades_to_launch_heartbeats_and_keeps_its_rows(tmp_path) -> None:
+    url = fixture_copy("hpsearch-0002.sqlite3", tmp_path)
+
+    def table_rows(name: str) -> list[dict]:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            found = [dict(r._mapping) for r in conn.execute(sa.text(f"SELECT * FROM {name}"))]
+        engine.dispose()
+        return found
+
+    names = ["hpsearch_study_files", "hpsearch_launches", "hpsearch_trial_runs", "hpsearch_comparisons"]
+    before = {name: table_rows(name) for name in names}
+    assert before["hpsearch_launches"] and all("heartbeat_at" not in row for row in before["hpsearch_launches"])
+    result = CliRunner().invoke(cli, ["db", "upgrade", "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert schema_versions(url).ours_current == "0003"
+    after = {name: table_rows(name) for name in names}
+    assert [{k: v for k, v in row.items() if k != "heartbeat_at"} for row in after["hpsearch_launches"]] == before["hpsearch_launches"]
+    assert all(row["heartbeat_at"] is None for row in after["hpsearch_launches"])
+    assert {name: after[name] for name in names if name != "hpsearch_launches"} == {
+        name: before[name] for name in names if name != "hpsearch_launches"
+    }
+    listed = CliRunner().invoke(cli, ["launches", "--storage", url, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert {row["state"] for row in json.loads(listed.stdout)} == {row["outcome"] for row in before["hpsearch_launches"]}
+
+
 def test_upgrade_creates_a_missing_sqlite_database(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     versions = upgrade(url)

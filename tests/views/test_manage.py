@@ -27,6 +27,7 @@ def test_launches_lists_each_launch_with_its_workers(write_study, sqlite_url) ->
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["study"] == "tiny" and row["state"] == "finished" and row["n_workers"] == 2
+    assert row["silent_seconds"] is None  # a launch that ended beats no more
     assert 1 <= len(row["workers"]) <= 2 and sum(w["trial_runs"] for w in row["workers"]) >= 4
     assert all(w["running"] == 0 for w in row["workers"])
     assert "tiny" in run("launches", "--storage", sqlite_url).stdout
