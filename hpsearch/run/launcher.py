@@ -36,7 +36,7 @@ from ..db import launches, runs
 from ..db.faults import retrying
 from ..db.storage import initialize, open_storage, rdb
 from ..db.urls import mask_secrets, mask_url, resolve_url
-from ..errors import HpsearchError
+from ..errors import DataError, HpsearchError, ModelError
 from ..outcomes import LAUNCH_OUTCOME, LaunchOutcome, WorkerStop
 from ..search.budget import best_trial, counts, finished
 from ..search.note import write_study_note
@@ -112,7 +112,10 @@ def prepare(options: LaunchOptions) -> tuple[str, OpenStudy, int]:
     }
     spec = file.spec.with_overrides(**overrides)
     file = StudyFile(file.path, file.text, spec)
-    check_trainable(spec, options.data_dir, options.engine)  # the model and data, before any write
+    try:
+        check_trainable(spec, options.data_dir, options.engine)  # the model and data, before any write
+    except (ModelError, DataError) as e:
+        raise led_by_path(e, file.path) from None
     check_optimizers(spec, file.path)  # a class by import path: importable, takes its keys
     warm_start = bundle_params(options.enqueue, spec) if options.enqueue else []  # before any write
     url = resolve_url(options.storage)
@@ -179,7 +182,16 @@ def launch(options: LaunchOptions, progress: bool = True) -> LaunchSummary:
         if not undo_launch(opened):
             ended = LaunchOutcome.INTERRUPTED if isinstance(e, KeyboardInterrupt) else LaunchOutcome.FAILED
             launches.end_launch(rdb(opened.study).engine, launch_id, ended)
+        if isinstance(e, (ModelError, DataError)):  # e.g. the model failing as the engines are timed
+            raise led_by_path(e, opened.file.path) from None
         raise
+
+
+def led_by_path(error: HpsearchError, path: str) -> HpsearchError:
+    """The same error, its message led by the study file's path (as `hpsearch check` says it)."""
+    if str(error).startswith(f"{path}:"):
+        return error
+    return type(error)(f"{path}: {error}", trace=error.trace)
 
 
 class _NothingKept(HpsearchError):

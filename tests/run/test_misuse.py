@@ -103,3 +103,32 @@ def test_log_files_are_named_by_database(write_study, tmp_path: Path) -> None:
         assert run("launch", write_study(), "--storage", url, "--n-trials", "1", "--log-dir", logs).exit_code == 0
     names = sorted(os.listdir(logs / "tiny"))
     assert len(names) == 2 and names[0].startswith("a-") and names[1].startswith("b-"), names
+
+
+PICKY = """
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        if x.shape[0] > 8:  # the model check runs 8 examples; the engine timing a full batch
+            raise ValueError("batches over 8 are not supported")
+        return self.fc(x.flatten(1))
+"""
+
+
+def test_a_model_that_raises_while_the_engines_are_timed_is_one_line(write_study, sqlite_url, tmp_path) -> None:
+    (tmp_path / "picky.py").write_text(PICKY)
+    spec = write_study(**{'name = "mlp"\nhidden = 16': 'name = "picky:Net"'})
+    error = one_line_error(run("launch", spec, "--storage", sqlite_url, "--engine", "auto", "--json"))  # no progress lines
+    assert error == (
+        f"Error: {spec}: model.name: picky:Net: a training step on a batch of 64 (timed for --engine auto) "
+        "raised ValueError: batches over 8 are not supported (at picky.py:12 in forward)"
+    )
+    assert optuna.get_all_study_summaries(sqlite_url) == []  # nothing kept: the name stays usable
+    checked = CliRunner().invoke(cli, ["check", str(spec)])
+    assert checked.exit_code == 1 and checked.stderr.strip().splitlines()[-1] == error
