@@ -372,6 +372,27 @@ def test_read_commands_need_only_read_access(read_only_db) -> None:
         assert out.returncode == 0 and out.stdout.strip() and "Traceback" not in out.stderr, (command, out.stderr)
 
 
+def test_a_launch_on_a_read_only_database_is_one_line(read_only_db, write_study, tmp_path) -> None:
+    folder, url = read_only_db
+    hpsearch = str(Path(sys.executable).parent / "hpsearch")
+    db = folder / "h.db"
+    cases = [
+        (0o444, 0o755, f"the database file {db} is read-only; make it writable (chmod u+w {db}) or pass another --storage"),
+        (0o644, 0o555, f"the database's folder {folder} is read-only, and SQLite writes its log files (h.db-wal, h.db-shm)"),
+    ]
+    for file_mode, folder_mode, expected in cases:
+        db.chmod(file_mode)
+        folder.chmod(folder_mode)
+        out = subprocess.run(
+            _as_reader([hpsearch, "launch", str(write_study()), "--storage", url, "--n-trials", "6"]),
+            check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.strip().splitlines() == [out.stderr.strip()] and out.stderr.startswith(f"Error: storage {url}: {expected}"), out.stderr
+    folder.chmod(0o755)
+    assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 4  # nothing was written
+
+
 def test_a_reader_never_holds_the_write_lock(sqlite_url, write_study) -> None:
     """A read transaction left open must not keep a writer waiting (deferred BEGIN)."""
     import sqlite3
