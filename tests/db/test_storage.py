@@ -389,6 +389,9 @@ def test_a_launch_on_a_read_only_database_is_one_line(read_only_db, write_study,
         )
         assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
         assert out.stderr.strip().splitlines() == [out.stderr.strip()] and out.stderr.startswith(f"Error: storage {url}: {expected}"), out.stderr
+    db.chmod(0o444)
+    upgrade_ = subprocess.run(_as_reader([hpsearch, "db", "upgrade", "--storage", url]), check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert upgrade_.returncode == 1 and upgrade_.stderr.strip() == f"Error: storage {url}: {cases[0][2]}", upgrade_.stderr
     folder.chmod(0o755)
     assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 4  # nothing was written
 
