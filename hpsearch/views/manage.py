@@ -49,7 +49,14 @@ def stop(storage: str | None, study_name: str) -> list[int]:
     """Ask the study's running launches and their workers to stop; the launch ids asked."""
     st = open_storage(resolve_url(storage))
     load_plain_study(st, study_name)
+    _close_lost(st, study_name)  # a killed launcher has nothing left to stop
     return launches.request_study_stop(st.engine, study_name)
+
+
+def _close_lost(storage: Any, study_name: str) -> None:
+    grace = _grace_seconds(storage, study_name)
+    if grace is not None:
+        launches.close_lost(storage.engine, grace, study_name=study_name)
 
 
 
@@ -58,11 +65,12 @@ def delete(storage: str | None, study_name: str, force: bool = False) -> int:
     """Remove a study, its trials and hpsearch's rows about it; the number of trials removed.
 
     A study with a running launch is refused: stop it first, or its workers would go on
-    writing into a study that no longer exists. `force` deletes anyway (a launcher killed
-    with kill -9 leaves its row running).
+    writing into a study that no longer exists. A launch whose launcher was killed counts
+    until it is lost (its heartbeat older than the study's grace period); `force` deletes anyway.
     """
     st = open_storage(resolve_url(storage))
     load_plain_study(st, study_name)
+    _close_lost(st, study_name)
     running = [
         row["launch"]
         for row in launches.launch_rows(st.engine, study_name)
