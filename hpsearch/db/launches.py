@@ -137,8 +137,8 @@ def stop_requested(db: Engine, launch_id: int | None, grace_seconds: float | Non
         return LaunchOutcome.LOST
     silent = silent_seconds(row.outcome, row.heartbeat_at, row.started_at, row.db_now.replace(tzinfo=None))
     if grace_seconds is not None and is_lost(row.outcome, silent, grace_seconds):
-        close_lost(db, grace_seconds, launch_id=launch_id)
-        return LaunchOutcome.LOST
+        if close_lost(db, grace_seconds, launch_id=launch_id):  # else it beat just now, or another
+            return LaunchOutcome.LOST  # worker closed it: the next look reads `lost`
     return LaunchOutcome.STOPPING if row.outcome == LaunchOutcome.STOPPING else None
 
 
