@@ -38,6 +38,7 @@ class LaunchOutcome(StrEnum):
     TIMEOUT = "timeout"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
+    LOST = "lost"  # its launcher stopped beating (killed); closed by the next launch or worker that saw it
 
 
 # What a launch (or a worker joining on its own) ended as, given why its worker stopped.

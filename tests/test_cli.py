@@ -154,7 +154,7 @@ def test_a_model_that_cannot_take_a_step_stops_the_launch_before_anything_is_wri
     spec = write_study(**{'name = "mlp"\nhidden = 16': 'name = "brokenmodel:Bad"'})
     line = one_line_error(run("launch", spec))
     assert line == (
-        "Error: model.name: brokenmodel:Bad: its forward on a batch of shape [8, 1, 8, 8] raised "
+        f"Error: {spec}: model.name: brokenmodel:Bad: its forward on a batch of shape [8, 1, 8, 8] raised "
         "RuntimeError: boom in forward (at brokenmodel.py:6 in forward)"
     )
     assert not Path("hpsearch.db").exists()

@@ -92,13 +92,15 @@ def worker(study: str, storage: str | None, cohort: str, launch_id: int | None, 
 
     For more machines: run this on each of them against the same PostgreSQL / MySQL storage.
     """
+    import contextlib
     import logging
     import shlex
 
     from ..db import launches
-    from ..db.storage import open_storage
+    from ..db.storage import open_storage, rdb
     from ..db.urls import resolve_url
     from ..outcomes import LAUNCH_OUTCOME, WorkerStop
+    from ..run.launch_heartbeat import beating
     from ..run.launcher import record_launch
     from ..run.logs import FORMAT, survive_a_full_log
     from ..run.processes import EXIT_FAILING
@@ -110,11 +112,15 @@ def worker(study: str, storage: str | None, cohort: str, launch_id: int | None, 
     logging.basicConfig(level=logging.INFO, format=FORMAT)
     url = resolve_url(storage)
     own_launch = launch_id is None
+    beats = contextlib.nullcontext()
     if own_launch:
-        launch_id = record_launch(open_study(open_storage(url), study), url, shlex.join(sys.argv))
+        opened = open_study(open_storage(url), study)
+        launch_id = record_launch(opened, url, shlex.join(sys.argv))
+        beats = beating(rdb(opened.study).engine, launch_id, opened.spec.search.heartbeat_interval)
     worker_ = Worker(WorkerOptions(storage=url, study=study, cohort=_cohort(cohort), launch_id=launch_id, **options))
     handle_signals(worker_)
-    report = worker_.run()
+    with beats:  # a launch of its own: this worker beats it
+        report = worker_.run()
     outcomes = {str(outcome): n for outcome, n in report.outcomes.items()}
     click.echo(f"worker stopped ({report.stopped_because}): {outcomes}", err=True)
     if own_launch:

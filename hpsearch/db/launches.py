@@ -2,10 +2,16 @@
 
 A launch's row is also how its workers are told to stop from afar (a Dask task, a worker on
 another machine): its outcome becomes `stopping`, and every worker looks while it beats.
+
+The launcher beats its row (`heartbeat_at`, by the database's clock, as Optuna's trial
+heartbeats). A running launch whose beats stopped for longer than its study's grace period
+lost its launcher (kill -9, a dead machine): listings show it `lost`, its workers stop, and
+the next launch or worker of the study that sees it closes it as `lost`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -14,6 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..outcomes import LaunchOutcome
 from .tables import launches, now, study_files
+
+LIVE = (LaunchOutcome.RUNNING, LaunchOutcome.STOPPING)  # states a launcher keeps beating
 
 
 def record_study_file(conn: Connection, sha256: str, name: str, path: str, text: str) -> None:
@@ -37,8 +45,56 @@ def study_file_text(db: Engine, sha256: str) -> tuple[str, str] | None:
 def start_launch(db: Engine, **values: Any) -> int:
     values["devices"] = json.dumps(values.get("devices", []))
     with db.begin() as conn:
-        result = conn.execute(launches.insert().values(started_at=now(), outcome=LaunchOutcome.RUNNING, **values))
+        result = conn.execute(
+            launches.insert().values(started_at=now(), heartbeat_at=sa.func.now(), outcome=LaunchOutcome.RUNNING, **values)
+        )
         return int(result.inserted_primary_key[0])
+
+
+def beat(db: Engine, launch_id: int) -> None:
+    """Record that the launcher is alive (not for a launch already closed, e.g. as lost)."""
+    with db.begin() as conn:
+        conn.execute(
+            launches.update()
+            .where(launches.c.launch_id == launch_id, launches.c.ended_at.is_(None))
+            .values(heartbeat_at=sa.func.now())
+        )
+
+
+def _db_now(conn: Connection) -> dt.datetime:
+    # Beats carry the database's clock: workers on other machines compare with the same clock.
+    return conn.execute(sa.select(sa.func.now(type_=sa.DateTime))).scalar().replace(tzinfo=None)
+
+
+def _stale(db_now: dt.datetime, grace_seconds: float) -> Any:
+    """Live launches silent for longer than the grace period. A row from before heartbeats
+    (schema 0003) has none: it is judged by its start, written by the launcher's clock (UTC)."""
+    grace = dt.timedelta(seconds=grace_seconds)
+    return sa.and_(
+        launches.c.outcome.in_(LIVE),
+        sa.or_(
+            launches.c.heartbeat_at < db_now - grace,
+            sa.and_(launches.c.heartbeat_at.is_(None), launches.c.started_at < now() - grace),
+        ),
+    )
+
+
+def close_lost(db: Engine, grace_seconds: float, study_name: str | None = None, launch_id: int | None = None) -> list[int]:
+    """Close as lost the live launches (of a study, or one launch) whose launcher stopped
+    beating; their ids. The update re-checks staleness, so a launch that beat meanwhile stays."""
+    with db.begin() as conn:
+        stale = _stale(_db_now(conn), grace_seconds)
+        query = sa.select(launches.c.launch_id).where(stale)
+        if study_name is not None:
+            query = query.where(launches.c.study_name == study_name)
+        if launch_id is not None:
+            query = query.where(launches.c.launch_id == launch_id)
+        ids = [row.launch_id for row in conn.execute(query)]
+        if ids:
+            conn.execute(
+                launches.update().where(launches.c.launch_id.in_(ids), stale).values(outcome=LaunchOutcome.LOST, ended_at=now())
+            )
+    return ids
 
 
 def end_launch(db: Engine, launch_id: int, outcome: LaunchOutcome, devices: list[str] | None = None) -> None:
@@ -62,13 +118,44 @@ def request_stop(db: Engine, launch_id: int | None) -> None:
         )
 
 
-def stop_requested(db: Engine, launch_id: int | None) -> bool:
+def stop_requested(db: Engine, launch_id: int | None, grace_seconds: float | None = None) -> LaunchOutcome | None:
+    """Why a worker of this launch must stop: `stopping` (asked to), `lost` (with a grace
+    period: its launcher stopped beating; the launch is then closed as lost), or None.
+
+    One SELECT while the launch is well: workers run it at every heartbeat."""
     if launch_id is None:
-        return False
+        return None
     with db.connect() as conn:
-        outcome = conn.execute(sa.select(launches.c.outcome).where(launches.c.launch_id == launch_id)).scalar()
+        row = conn.execute(
+            sa.select(launches.c.outcome, launches.c.heartbeat_at, launches.c.started_at, sa.func.now(type_=sa.DateTime).label("db_now"))
+            .where(launches.c.launch_id == launch_id)
+        ).first()
         conn.rollback()
-    return outcome == LaunchOutcome.STOPPING
+    if row is None:
+        return None
+    if row.outcome == LaunchOutcome.LOST:
+        return LaunchOutcome.LOST
+    silent = silent_seconds(row.outcome, row.heartbeat_at, row.started_at, row.db_now.replace(tzinfo=None))
+    if grace_seconds is not None and is_lost(row.outcome, silent, grace_seconds):
+        if close_lost(db, grace_seconds, launch_id=launch_id):  # else it beat just now, or another
+            return LaunchOutcome.LOST  # worker closed it: the next look reads `lost`
+    return LaunchOutcome.STOPPING if row.outcome == LaunchOutcome.STOPPING else None
+
+
+def silent_seconds(
+    outcome: str, heartbeat_at: dt.datetime | None, started_at: dt.datetime | None, db_now: dt.datetime
+) -> float | None:
+    """Seconds since a live launch's last beat (or its start, for a row from before beats)."""
+    if outcome not in LIVE:
+        return None
+    if heartbeat_at is not None:
+        return max(0.0, (db_now - heartbeat_at).total_seconds())
+    return max(0.0, (now() - started_at).total_seconds()) if started_at is not None else None
+
+
+def is_lost(outcome: str, silent: float | None, grace_seconds: float) -> bool:
+    """A live launch silent for longer than its study's grace period lost its launcher."""
+    return outcome in LIVE and silent is not None and silent > grace_seconds
 
 
 def forget_study(db: Engine, study_id: int) -> None:
@@ -105,13 +192,15 @@ def request_study_stop(db: Engine, study_name: str) -> list[int]:
 
 
 def launch_rows(db: Engine, study_name: str | None = None) -> list[dict[str, Any]]:
-    """Launches (newest first) with the workers that ran trials for them: host, pid, device."""
+    """Launches (newest first) with the workers that ran trials for them: host, pid, device,
+    and, for a live one, the seconds since its last beat (`is_lost` judges them)."""
     from .tables import trial_runs
 
     query = sa.select(launches).order_by(launches.c.launch_id.desc())
     if study_name is not None:
         query = query.where(launches.c.study_name == study_name)
     with db.connect() as conn:
+        db_now = _db_now(conn)
         rows = [dict(row._mapping) for row in conn.execute(query)]
         workers = conn.execute(
             sa.select(
@@ -140,8 +229,13 @@ def launch_rows(db: Engine, study_name: str | None = None) -> list[dict[str, Any
             "user": row["username"],
             "started": row["started_at"].isoformat(timespec="seconds") if row["started_at"] else None,
             "ended": row["ended_at"].isoformat(timespec="seconds") if row["ended_at"] else None,
+            "silent_seconds": _rounded(silent_seconds(row["outcome"], row["heartbeat_at"], row["started_at"], db_now)),
             "n_workers": row["n_workers"],
             "workers": sorted(by_launch.get(row["launch_id"], []), key=lambda w: (w["host"], w["pid"])),
         }
         for row in rows
     ]
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)

@@ -147,16 +147,40 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+def refuse_read_only(url: str) -> None:
+    """For commands that write: a SQLite file (or folder) this user may not write is one line
+    that says so, before SQLite's 'attempt to write a readonly database' deep in a launch.
+
+    The folder counts: SQLite writes the write-ahead log and its index (`-wal`, `-shm`) there."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    folder = path.parent
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StorageError(
+            f"storage {mask_url(url)}: the database file {path} is read-only; make it writable "
+            f"(chmod u+w {path}) or pass another --storage"
+        )
+    if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"storage {mask_url(url)}: the database's folder {folder} is read-only, and SQLite writes "
+            f"its log files ({path.name}-wal, {path.name}-shm) beside the database; make the folder "
+            "writable or pass another --storage"
+        )
+
+
 def initialize(url: str) -> None:
     """Create whatever is missing, ONCE, before workers start: Optuna's tables, then ours.
 
-    Refuses (with the command to run) a database whose schema is behind this version.
+    Refuses (with the command to run) a database whose schema is behind this version, and a
+    SQLite file this user may not write.
     """
     _quiet()
     Storage = _storage_class()
     path = sqlite_path(url)
     if path is not None and path.parent and not path.parent.exists():
         raise StorageError(f"storage {mask_url(url)}: folder {path.parent} does not exist")
+    refuse_read_only(url)
     with _translated(url):
         storage = Storage(url, skip_compatibility_check=True)
         if path is not None:
@@ -236,6 +260,7 @@ def upgrade(url: str) -> SchemaVersions:
     """Bring both schemas to head: Optuna's own migrations, then hpsearch's (creating a
     missing database first)."""
     _quiet()
+    refuse_read_only(url)
     with _translated(url):
         _create_server_database(url)
         storage = _storage_class()(url, skip_compatibility_check=True)

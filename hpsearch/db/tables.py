@@ -127,7 +127,8 @@ launches = sa.Table(
     sa.Column("cuda_version", sa.String(64), nullable=True),
     sa.Column("devices", sa.Text, nullable=False),  # JSON list of device names
     sa.Column("n_workers", sa.Integer, nullable=False),
-    sa.Column("outcome", sa.String(32), nullable=False),  # running, stopping, finished, timeout, interrupted, failed
+    sa.Column("outcome", sa.String(32), nullable=False),  # running, stopping, finished, timeout, interrupted, failed, lost
+    sa.Column("heartbeat_at", sa.DateTime, nullable=True),  # the launcher's last beat, by the database's clock
 )
 
 trial_runs = sa.Table(

@@ -38,8 +38,9 @@ from ..db import bulk
 from ..db.storage import initialize, open_storage
 from ..db.urls import mask_url
 from ..outcomes import TrialOutcome
-from ..search.samplers import make_sampler
+from ..search.samplers import make_pruner, make_sampler
 from ..search.study import delete_study
+from .launch_heartbeat import beating
 from .launcher import LaunchOptions, prepare
 from .worker import Worker, WorkerOptions
 
@@ -130,7 +131,7 @@ def _hpsearch(url: str, folder: Path, sampler: str, k: int) -> BookkeepingRow:
     start = time.perf_counter()
     url, opened, launch_id = prepare(LaunchOptions(study_file=file, storage=url, device="cpu", engine="cohort", cohort=k, command="bench"))
     worker = Worker(WorkerOptions(storage=url, study=file.name, device="cpu", engine="cohort", cohort=k, launch_id=launch_id))
-    with counting_statements() as statements:
+    with counting_statements() as statements, beating(open_storage(url).engine, launch_id, file.spec.search.heartbeat_interval):
         result = worker.run()
     whole = time.perf_counter() - start
     finished = sum(n for outcome, n in result.outcomes.items() if outcome in (TrialOutcome.COMPLETE, TrialOutcome.PRUNED, TrialOutcome.DIVERGED))
@@ -149,7 +150,9 @@ def _plain(url: str, folder: Path, sampler: str, k: int) -> BookkeepingRow:
     spec = file.spec
     initialize(url)
     storage = open_storage(url)
-    study = optuna.create_study(study_name=file.name, storage=storage, sampler=make_sampler(spec), direction="minimize")
+    study = optuna.create_study(
+        study_name=file.name, storage=storage, sampler=make_sampler(spec), pruner=make_pruner(spec.search, EPOCHS), direction="minimize"
+    )
     phases: dict[str, float] = {}
     start = time.perf_counter()
     trials = []

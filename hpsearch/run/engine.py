@@ -29,7 +29,8 @@ from ..config.batches import largest_batch, typical_batch
 from ..config.catalog import in_cohorts, probe_config
 from ..config.space import custom_optimizers
 from ..config.spec import StudySpec
-from ..errors import HpsearchError, SpecError
+from ..config.factories import raised_in_user_code, user_traceback
+from ..errors import HpsearchError, ModelError, SpecError
 from ..optim.optimizers import check_arguments
 from ..training.contract import check_model
 from ..training.data import Dataset, load_study_data
@@ -126,8 +127,15 @@ def decide_engine(
     if device.type == "cuda":
         return EngineChoice("cohort", "auto: cohorts on a GPU")
     batch = typical_batch(spec, data.n_train)
-    together = seconds_per_member_step(make_model, data, min(cohort or CPU_COHORT, CPU_MEASURED_MEMBERS), batch)
-    alone = seconds_per_step(make_model, data, batch)
+    try:
+        together = seconds_per_member_step(make_model, data, min(cohort or CPU_COHORT, CPU_MEASURED_MEMBERS), batch)
+        alone = seconds_per_step(make_model, data, batch)
+    except ModelError:
+        raise
+    except (Exception, SystemExit) as e:  # the user's model, on a batch as large as the search's
+        assert spec.model is not None
+        what = f"model.name: {spec.model.name}: a training step on a batch of {batch} (timed for --engine auto)"
+        raise ModelError(raised_in_user_code(e, what), trace=user_traceback(e)) from None
     name = "cohort" if together < 0.8 * alone else "train"
     why = f"auto on the CPU: a step takes {1e3 * together:.2f} ms per trial in a cohort, {1e3 * alone:.2f} ms alone"
     return EngineChoice(name, why, together, alone)

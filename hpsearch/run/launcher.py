@@ -36,7 +36,7 @@ from ..db import launches, runs
 from ..db.faults import retrying
 from ..db.storage import initialize, open_storage, rdb
 from ..db.urls import mask_secrets, mask_url, resolve_url
-from ..errors import HpsearchError
+from ..errors import DataError, HpsearchError, ModelError
 from ..outcomes import LAUNCH_OUTCOME, LaunchOutcome, WorkerStop
 from ..search.budget import best_trial, counts, finished
 from ..search.note import write_study_note
@@ -46,6 +46,7 @@ from ..search.warm_start import bundle_params, enqueue
 from ..training.contract import check_trainable
 from ..training.device import resolve_device, versions
 from .engine import check_optimizers
+from .launch_heartbeat import beating
 from .logs import LogFile, log_folder
 from .processes import plan_slots, run_processes
 from .progress import watching
@@ -112,7 +113,10 @@ def prepare(options: LaunchOptions) -> tuple[str, OpenStudy, int]:
     }
     spec = file.spec.with_overrides(**overrides)
     file = StudyFile(file.path, file.text, spec)
-    check_trainable(spec, options.data_dir, options.engine)  # the model and data, before any write
+    try:
+        check_trainable(spec, options.data_dir, options.engine)  # the model and data, before any write
+    except (ModelError, DataError) as e:
+        raise led_by_path(e, file.path) from None
     check_optimizers(spec, file.path)  # a class by import path: importable, takes its keys
     warm_start = bundle_params(options.enqueue, spec) if options.enqueue else []  # before any write
     url = resolve_url(options.storage)
@@ -132,10 +136,16 @@ def prepare(options: LaunchOptions) -> tuple[str, OpenStudy, int]:
 
 
 def record_launch(opened: OpenStudy, url: str, command: str, devices: list[str] | None = None) -> int:
-    """A row in hpsearch_launches for this launch (or for a worker joining on its own)."""
+    """A row in hpsearch_launches for this launch (or for a worker joining on its own).
+
+    Launches of the study whose launcher died (kill -9) are closed as lost first."""
     info = versions()
+    engine = rdb(opened.study).engine
+    lost = launches.close_lost(engine, opened.spec.search.grace_seconds, study_name=opened.spec.study.name)
+    if lost:
+        log.warning("closed launch %s of study %s as lost (its launcher stopped beating)", ", ".join(map(str, lost)), opened.spec.study.name)
     return launches.start_launch(
-        rdb(opened.study).engine,
+        engine,
         study_id=opened.study._study_id,
         study_name=opened.spec.study.name,
         study_file_sha256=opened.file.sha256,
@@ -163,7 +173,9 @@ def launch(options: LaunchOptions, progress: bool = True) -> LaunchSummary:
         resolve_device(options.device)  # a bad --device is an error before anything is written
     url, opened, launch_id = prepare(options)
     try:
-        return _run(options, slots, url, opened, launch_id, progress)
+        # Until the row is closed: a launch whose beats stop is lost (its launcher was killed).
+        with beating(rdb(opened.study).engine, launch_id, opened.spec.search.heartbeat_interval):
+            return _run(options, slots, url, opened, launch_id, progress)
     except _NothingKept:
         raise
     except BaseException as e:
@@ -171,7 +183,16 @@ def launch(options: LaunchOptions, progress: bool = True) -> LaunchSummary:
         if not undo_launch(opened):
             ended = LaunchOutcome.INTERRUPTED if isinstance(e, KeyboardInterrupt) else LaunchOutcome.FAILED
             launches.end_launch(rdb(opened.study).engine, launch_id, ended)
+        if isinstance(e, (ModelError, DataError)):  # e.g. the model failing as the engines are timed
+            raise led_by_path(e, opened.file.path) from None
         raise
+
+
+def led_by_path(error: HpsearchError, path: str) -> HpsearchError:
+    """The same error, its message led by the study file's path (as `hpsearch check` says it)."""
+    if str(error).startswith(f"{path}:"):
+        return error
+    return type(error)(f"{path}: {error}", trace=error.trace)
 
 
 class _NothingKept(HpsearchError):

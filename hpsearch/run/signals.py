@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,10 @@ def handle_signals(worker: Worker) -> None:
     def on_signal(signum: int, _frame: Any) -> None:
         if worker.stopping and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        worker.request_stop()
+        # The handler runs in the main thread between two of its steps, maybe while that
+        # thread holds the stop event's lock (inside `wait`): setting the event here would
+        # wait for that lock forever. Another thread sets it.
+        threading.Thread(target=worker.request_stop, name="hpsearch-stop", daemon=True).start()
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, on_signal)
@@ -48,8 +52,6 @@ def stop_requests() -> Iterator[list[int]]:
 @contextmanager
 def worker_signals(worker: Worker) -> Iterator[None]:
     """`handle_signals` while inside, when in the main thread (signals reach only it)."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..db import launches
 from ..db.faults import DatabaseFault, describe, is_fault, quiet_pool_faults, retrying
 from ..db.storage import open_storage
-from ..outcomes import TrialOutcome, WorkerStop
+from ..outcomes import LaunchOutcome, TrialOutcome, WorkerStop
 from ..search.budget import counts, finished
 from ..search.recovery import Requeue, fail_stale
 from ..search.samplers import make_pruner, make_sampler
@@ -91,7 +91,8 @@ class Worker:
         study.pruner = make_pruner(spec.search, spec.train.epochs)
         trainer = prepare_trainer(spec, options.device, options.engine, options.cohort, options.precision, options.data_dir)
         requeue = Requeue(spec.search.max_retry)
-        heartbeat = Heartbeat(storage.engine, spec.search.heartbeat_interval, also=lambda: self._look_for_stop(storage.engine))
+        grace = spec.search.grace_seconds
+        heartbeat = Heartbeat(storage.engine, spec.search.heartbeat_interval, also=lambda: self._look_for_stop(storage.engine, grace))
         book = Bookkeeper(study, spec, trainer, heartbeat, options.launch_id)
         report = WorkerReport(device_name=trainer.device_name)
         failures_in_a_row = 0
@@ -158,9 +159,13 @@ class Worker:
             return []
         return run_trials(book, attempts, self._stop.is_set)
 
-    def _look_for_stop(self, db: object) -> None:
-        # Workers the launcher cannot signal (Dask tasks, other machines) stop this way.
-        if launches.stop_requested(db, self.options.launch_id):  # type: ignore[arg-type]
+    def _look_for_stop(self, db: object, grace_seconds: float) -> None:
+        # Workers the launcher cannot signal (Dask tasks, other machines) stop this way, and
+        # so do those whose launcher died where no parent-death signal reached them (lost).
+        why = launches.stop_requested(db, self.options.launch_id, grace_seconds)  # type: ignore[arg-type]
+        if why == LaunchOutcome.LOST and not self.stopping:
+            log.warning("launch %s lost its launcher (no heartbeat for %ss); stopping", self.options.launch_id, grace_seconds)
+        if why is not None:
             self.request_stop()
 
 

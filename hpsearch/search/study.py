@@ -45,6 +45,7 @@ def _comparable(spec: StudySpec) -> dict[str, Any]:
 
 
 MAX_NAME = 200  # a log folder per study (file names stop at 255 bytes); Optuna's column holds 512
+MAX_NAME_BYTES = 255  # the log folder's name, in UTF-8: "é" takes two
 
 
 def create_study(
@@ -56,6 +57,11 @@ def create_study(
         raise SpecError(
             f"{file.path}: study.name: at most {MAX_NAME} characters, got {len(spec.study.name)}; "
             "use a shorter name"
+        )
+    if len(spec.study.name.encode()) > MAX_NAME_BYTES:
+        raise SpecError(
+            f"{file.path}: study.name: at most {MAX_NAME_BYTES} bytes in UTF-8 (its log folder is named "
+            f"after it), got {len(spec.study.name.encode())}; use a shorter name"
         )
     engine = storage.engine  # type: ignore[attr-defined]
     with engine.begin() as conn:

@@ -196,6 +196,33 @@ def test_every_kept_schema_upgrades_to_head(name: str, tmp_path) -> None:
     assert check.exit_code == 0
 
 
+def test_a_0002_database_upgrades_to_launch_heartbeats_and_keeps_its_rows(tmp_path) -> None:
+    url = fixture_copy("hpsearch-0002.sqlite3", tmp_path)
+
+    def table_rows(name: str) -> list[dict]:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            found = [dict(r._mapping) for r in conn.execute(sa.text(f"SELECT * FROM {name}"))]
+        engine.dispose()
+        return found
+
+    names = ["hpsearch_study_files", "hpsearch_launches", "hpsearch_trial_runs", "hpsearch_comparisons"]
+    before = {name: table_rows(name) for name in names}
+    assert before["hpsearch_launches"] and all("heartbeat_at" not in row for row in before["hpsearch_launches"])
+    result = CliRunner().invoke(cli, ["db", "upgrade", "--storage", url])
+    assert result.exit_code == 0, result.output
+    assert schema_versions(url).ours_current == "0003"
+    after = {name: table_rows(name) for name in names}
+    assert [{k: v for k, v in row.items() if k != "heartbeat_at"} for row in after["hpsearch_launches"]] == before["hpsearch_launches"]
+    assert all(row["heartbeat_at"] is None for row in after["hpsearch_launches"])
+    assert {name: after[name] for name in names if name != "hpsearch_launches"} == {
+        name: before[name] for name in names if name != "hpsearch_launches"
+    }
+    listed = CliRunner().invoke(cli, ["launches", "--storage", url, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert {row["state"] for row in json.loads(listed.stdout)} == {row["outcome"] for row in before["hpsearch_launches"]}
+
+
 def test_upgrade_creates_a_missing_sqlite_database(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     versions = upgrade(url)
@@ -343,6 +370,30 @@ def test_read_commands_need_only_read_access(read_only_db) -> None:
         folder.chmod(folder_mode)
         out = subprocess.run(_as_reader([hpsearch, *command, "--storage", url]), check=False, capture_output=True, text=True, timeout=120, cwd="/")
         assert out.returncode == 0 and out.stdout.strip() and "Traceback" not in out.stderr, (command, out.stderr)
+
+
+def test_a_launch_on_a_read_only_database_is_one_line(read_only_db, write_study, tmp_path) -> None:
+    folder, url = read_only_db
+    hpsearch = str(Path(sys.executable).parent / "hpsearch")
+    db = folder / "h.db"
+    cases = [
+        (0o444, 0o755, f"the database file {db} is read-only; make it writable (chmod u+w {db}) or pass another --storage"),
+        (0o644, 0o555, f"the database's folder {folder} is read-only, and SQLite writes its log files (h.db-wal, h.db-shm)"),
+    ]
+    for file_mode, folder_mode, expected in cases:
+        db.chmod(file_mode)
+        folder.chmod(folder_mode)
+        out = subprocess.run(
+            _as_reader([hpsearch, "launch", str(write_study()), "--storage", url, "--n-trials", "6"]),
+            check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.strip().splitlines() == [out.stderr.strip()] and out.stderr.startswith(f"Error: storage {url}: {expected}"), out.stderr
+    db.chmod(0o444)
+    upgrade_ = subprocess.run(_as_reader([hpsearch, "db", "upgrade", "--storage", url]), check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert upgrade_.returncode == 1 and upgrade_.stderr.strip() == f"Error: storage {url}: {cases[0][2]}", upgrade_.stderr
+    folder.chmod(0o755)
+    assert len(optuna.load_study(study_name="tiny", storage=url).trials) == 4  # nothing was written
 
 
 def test_a_reader_never_holds_the_write_lock(sqlite_url, write_study) -> None:

@@ -78,9 +78,28 @@ def test_a_study_file_without_a_name_is_named_after_the_file(write_study, sqlite
     assert "Study unnamed: 4/4" in result.stdout
 
 
-def test_a_very_long_study_name_is_one_line(write_study, sqlite_url) -> None:
-    error = one_line_error(run("launch", write_study(**{'name = "tiny"': f'name = "{"n" * 300}"'}), "--storage", sqlite_url))
+def test_a_very_long_study_name_is_one_line_and_the_longest_allowed_launches(write_study, storage_url) -> None:
+    """On SQLite, PostgreSQL and MySQL: every column the name is written to holds 200 characters."""
+    error = one_line_error(run("launch", write_study(**{'name = "tiny"': f'name = "{"n" * 300}"'}), "--storage", storage_url))
     assert "study.name: at most 200 characters, got 300" in error
+    wide = one_line_error(run("launch", write_study(**{'name = "tiny"': f'name = "{"é" * 150}"'}), "--storage", storage_url))
+    assert "study.name: at most 255 bytes in UTF-8 (its log folder is named after it), got 300" in wide
+    longest = "n" * 199 + "é"  # and not one byte less on a server that counts bytes
+    done = run("launch", write_study(name="long.toml", **{'name = "tiny"': f'name = "{longest}"'}), "--storage", storage_url, "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["counts"] == {"COMPLETE": 4}
+    from hpsearch.db import tables
+    from hpsearch.db.urls import resolve_url
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(resolve_url(storage_url))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(tables.launches.c.study_name)).scalars().all() == [longest]
+        assert conn.execute(sa.select(tables.study_files.c.name)).scalars().all() == [longest]
+    engine.dispose()
+    assert [s.study_name for s in optuna.get_all_study_summaries(resolve_url(storage_url))] == [longest]
+    (listed,) = json.loads(run("launches", longest, "--storage", storage_url, "--json").stdout)
+    assert listed["study"] == longest and listed["state"] == "finished"
 
 
 def test_a_relaunch_with_another_precision_is_refused(write_study, sqlite_url) -> None:
@@ -103,3 +122,32 @@ def test_log_files_are_named_by_database(write_study, tmp_path: Path) -> None:
         assert run("launch", write_study(), "--storage", url, "--n-trials", "1", "--log-dir", logs).exit_code == 0
     names = sorted(os.listdir(logs / "tiny"))
     assert len(names) == 2 and names[0].startswith("a-") and names[1].startswith("b-"), names
+
+
+PICKY = """
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        if x.shape[0] > 8:  # the model check runs 8 examples; the engine timing a full batch
+            raise ValueError("batches over 8 are not supported")
+        return self.fc(x.flatten(1))
+"""
+
+
+def test_a_model_that_raises_while_the_engines_are_timed_is_one_line(write_study, sqlite_url, tmp_path) -> None:
+    (tmp_path / "picky.py").write_text(PICKY)
+    spec = write_study(**{'name = "mlp"\nhidden = 16': 'name = "picky:Net"'})
+    error = one_line_error(run("launch", spec, "--storage", sqlite_url, "--engine", "auto", "--json"))  # no progress lines
+    assert error == (
+        f"Error: {spec}: model.name: picky:Net: a training step on a batch of 64 (timed for --engine auto) "
+        "raised ValueError: batches over 8 are not supported (at picky.py:12 in forward)"
+    )
+    assert optuna.get_all_study_summaries(sqlite_url) == []  # nothing kept: the name stays usable
+    checked = CliRunner().invoke(cli, ["check", str(spec)])
+    assert checked.exit_code == 1 and checked.stderr.strip().splitlines()[-1] == error

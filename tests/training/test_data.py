@@ -124,6 +124,59 @@ def test_missing_files_name_what_is_expected_and_where(tmp_path: Path) -> None:
         load_dataset(section(name="cifar10", dir=str(tmp_path)), "accuracy")
 
 
+def write_cifar_folder(root: Path) -> Path:
+    folder = root / "cifar10" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name, batch in cifar_batches().items():
+        (folder / name).write_bytes(pickle.dumps(batch))
+    return folder
+
+
+CORRUPTIONS = {  # what a broken download or a full disk leaves behind
+    "truncated": lambda raw: raw[: len(raw) // 2],
+    "garbage": lambda raw: b"\x00garbage\xff" * 64,
+    "empty": lambda raw: b"",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CORRUPTIONS))
+def test_a_corrupt_cifar_batch_is_one_line_naming_the_file(damage, write_study, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hpsearch.cli import cli
+
+    folder = write_cifar_folder(tmp_path / "data")
+    broken = folder / "data_batch_2"
+    broken.write_bytes(CORRUPTIONS[damage](broken.read_bytes()))
+    spec = write_study(TINY_STUDY.replace('name = "digits"\nlimit = 300', f'name = "cifar10"\ndir = "{tmp_path / "data"}"').replace('name = "mlp"\nhidden = 16', 'name = "mlp"'))
+    result = CliRunner().invoke(cli, ["launch", str(spec), "--storage", f"sqlite:///{tmp_path / 'h.db'}", "--json"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: {spec}: {broken}: not a CIFAR-10 batch, the file is damaged (") and line.endswith("); download the archive again"), line
+    assert not (tmp_path / "h.db").exists()  # before anything is written
+
+
+def test_a_truncated_idx_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "train-images-idx3-ubyte"
+    write_idx(path, np.zeros((4, 28, 28), dtype=np.uint8), compress=False)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"IDX header says \(4, 28, 28\) \(3136 bytes of data\), but the file holds 3036; the file is truncated or corrupt$"):
+        read_idx(path)
+
+
+def test_a_truncated_cifar_archive_is_one_line(tmp_path: Path) -> None:
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, batch in cifar_batches().items():
+            raw = pickle.dumps(batch)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    archive.write_bytes(archive.read_bytes()[:-4000])
+    with pytest.raises(DataError, match=rf"^{re.escape(str(archive))}: cannot read the CIFAR-10 archive: .*; download it again$"):
+        read_cifar10(archive)
+
+
 def test_cifar10_from_archive_and_folder(tmp_path: Path) -> None:
     batches = cifar_batches()
     archive = tmp_path / "archive" / "cifar-10-python.tar.gz"

@@ -27,6 +27,7 @@ def test_launches_lists_each_launch_with_its_workers(write_study, sqlite_url) ->
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["study"] == "tiny" and row["state"] == "finished" and row["n_workers"] == 2
+    assert row["silent_seconds"] is None  # a launch that ended beats no more
     assert 1 <= len(row["workers"]) <= 2 and sum(w["trial_runs"] for w in row["workers"]) >= 4
     assert all(w["running"] == 0 for w in row["workers"])
     assert "tiny" in run("launches", "--storage", sqlite_url).stdout
@@ -95,3 +96,26 @@ def test_delete_refuses_a_study_with_a_running_launch_unless_forced(write_study,
     assert len(refused.stderr.strip().splitlines()) == 1
     assert run("delete", "tiny", "--storage", sqlite_url, "--yes", "--force").exit_code == 0
     assert optuna.get_all_study_summaries(sqlite_url) == []
+
+
+def test_a_launch_whose_launcher_stopped_beating_is_lost_and_blocks_nothing(write_study, sqlite_url) -> None:
+    import datetime as dt
+
+    import hpsearch
+
+    assert run("launch", write_study(), "--storage", sqlite_url).exit_code == 0
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:  # what a launcher killed a minute ago (tiny's grace period) leaves behind
+        long_ago = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=61)
+        conn.execute(launch_table.update().values(outcome="running", ended_at=None, heartbeat_at=long_ago))
+    engine.dispose()
+    (row,) = json.loads(run("launches", "tiny", "--storage", sqlite_url, "--json").stdout)
+    assert row["state"] == "lost" and row["silent_seconds"] >= 60  # the database clock counts whole seconds
+    assert [r["state"] for r in hpsearch.launches("tiny", storage=sqlite_url)] == ["lost"]
+    assert "no running launch" in run("stop", "tiny", "--storage", sqlite_url).stdout  # and closes it
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        closed = conn.execute(sa.select(launch_table)).one()
+    engine.dispose()
+    assert closed.outcome == "lost" and closed.ended_at is not None
+    assert run("delete", "tiny", "--storage", sqlite_url, "--yes").exit_code == 0  # no --force needed
