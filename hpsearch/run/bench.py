@@ -16,10 +16,9 @@ metric of the same trial (zero on the CPU, where the engines agree bit for bit).
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
