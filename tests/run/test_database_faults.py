@@ -82,7 +82,7 @@ def check_the_study(url: str, launcher: subprocess.Popen[str], output: str) -> d
     study = optuna.load_study(study_name="faulty", storage=resolve_url(url))
     states = [t.state.name for t in study.trials]
     assert states.count("COMPLETE") + states.count("PRUNED") == N_TRIALS, states
-    assert "RUNNING" not in states
+    assert "RUNNING" not in states and "WAITING" not in states, states
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     done = {t.number for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")}
     rerun = 0
