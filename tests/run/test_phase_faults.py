@@ -163,8 +163,8 @@ def assert_study_recovered(url: str, victims: list[int]) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     ("storage", "engine"),
-    [("postgres_url", ["train"]), ("sqlite_url", ["cohort", "--cohort", "2"])],
-    ids=["postgres-train", "sqlite-cohort"],
+    [("sqlite_url", ["cohort", "--cohort", "2"])],
+    ids=["sqlite-cohort"],
 )
 def test_kill_9_of_workers_while_asking_reporting_and_telling(storage, engine, request, write_study, tmp_path) -> None:
     """Three of four workers die, one at each phase of their first trial (of their first
