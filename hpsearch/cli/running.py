@@ -100,7 +100,7 @@ def worker(study: str, storage: str | None, cohort: str, launch_id: int | None, 
     from ..db.storage import open_storage, rdb
     from ..db.urls import resolve_url
     from ..outcomes import LAUNCH_OUTCOME, WorkerStop
-    from ..run.launch_heartbeat import beating
+    from ..run.heartbeat import beating
     from ..run.launcher import record_launch
     from ..run.logs import FORMAT, survive_a_full_log
     from ..run.processes import EXIT_FAILING

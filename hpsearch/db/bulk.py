@@ -49,20 +49,13 @@ class TrialEnd:
 
 def report(db: Engine, values: Iterable[tuple[int, int, float]]) -> set[int]:
     """Store (trial_id, step, value) for each trial; returns the trial ids still running."""
-    rows = [_intermediate(trial_id, step, value) for trial_id, step, value in values]
-    return _in_transaction(db, {row["trial_id"] for row in rows}, lambda conn, alive: _replace(conn, optuna_intermediate_values, "step", rows, alive))
-
-
-def set_attrs(db: Engine, attrs: Iterable[tuple[int, str, Any]]) -> set[int]:
-    """Set user attributes (trial_id, key, JSON-able value); returns the trial ids still running."""
-    rows = _attr_rows(attrs)
-    return _in_transaction(db, {row["trial_id"] for row in rows}, lambda conn, alive: _replace(conn, optuna_user_attrs, "key", rows, alive))
+    return _replace_rows(db, optuna_intermediate_values, "step", [_intermediate(t, step, value) for t, step, value in values])
 
 
 def set_system_attrs(db: Engine, attrs: Iterable[tuple[int, str, Any]]) -> set[int]:
-    """Set system attributes (a pruner's rung records) likewise."""
-    rows = _attr_rows(attrs)
-    return _in_transaction(db, {row["trial_id"] for row in rows}, lambda conn, alive: _replace(conn, optuna_system_attrs, "key", rows, alive))
+    """Set system attributes (trial_id, key, JSON-able value), e.g. a pruner's rung records;
+    returns the trial ids still running."""
+    return _replace_rows(db, optuna_system_attrs, "key", _attr_rows(attrs))
 
 
 def record_sampled(
@@ -123,6 +116,10 @@ def beat(db: Engine, trial_ids: Iterable[int]) -> None:
         conn.execute(
             optuna_heartbeats.update().where(optuna_heartbeats.c.trial_id.in_(ids)).values(heartbeat=sa.func.now(type_=sa.DateTime))
         )
+
+
+def _replace_rows(db: Engine, table: sa.Table, key: str, rows: list[dict[str, Any]]) -> set[int]:
+    return _in_transaction(db, {row["trial_id"] for row in rows}, lambda conn, alive: _replace(conn, table, key, rows, alive))
 
 
 def _in_transaction(db: Engine, trial_ids: set[int], write: Callable[[Connection, set[int]], None]) -> set[int]:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..outcomes import LaunchOutcome
-from .tables import launches, now, study_files
+from .tables import db_now, launches, now, study_files
 
 LIVE = (LaunchOutcome.RUNNING, LaunchOutcome.STOPPING)  # states a launcher keeps beating
 
@@ -61,11 +61,6 @@ def beat(db: Engine, launch_id: int) -> None:
         )
 
 
-def _db_now(conn: Connection) -> dt.datetime:
-    # Beats carry the database's clock: workers on other machines compare with the same clock.
-    return conn.execute(sa.select(sa.func.now(type_=sa.DateTime))).scalar().replace(tzinfo=None)
-
-
 def _stale(db_now: dt.datetime, grace_seconds: float) -> Any:
     """Live launches silent for longer than the grace period. A row from before heartbeats
     (schema 0003) has none: it is judged by its start, written by the launcher's clock (UTC)."""
@@ -83,7 +78,7 @@ def close_lost(db: Engine, grace_seconds: float, study_name: str | None = None, 
     """Close as lost the live launches (of a study, or one launch) whose launcher stopped
     beating; their ids. The update re-checks staleness, so a launch that beat meanwhile stays."""
     with db.begin() as conn:
-        stale = _stale(_db_now(conn), grace_seconds)
+        stale = _stale(db_now(conn), grace_seconds)
         query = sa.select(launches.c.launch_id).where(stale)
         if study_name is not None:
             query = query.where(launches.c.study_name == study_name)
@@ -200,7 +195,7 @@ def launch_rows(db: Engine, study_name: str | None = None) -> list[dict[str, Any
     if study_name is not None:
         query = query.where(launches.c.study_name == study_name)
     with db.connect() as conn:
-        db_now = _db_now(conn)
+        clock = db_now(conn)
         rows = [dict(row._mapping) for row in conn.execute(query)]
         workers = conn.execute(
             sa.select(
@@ -229,7 +224,7 @@ def launch_rows(db: Engine, study_name: str | None = None) -> list[dict[str, Any
             "user": row["username"],
             "started": row["started_at"].isoformat(timespec="seconds") if row["started_at"] else None,
             "ended": row["ended_at"].isoformat(timespec="seconds") if row["ended_at"] else None,
-            "silent_seconds": _rounded(silent_seconds(row["outcome"], row["heartbeat_at"], row["started_at"], db_now)),
+            "silent_seconds": _rounded(silent_seconds(row["outcome"], row["heartbeat_at"], row["started_at"], clock)),
             "n_workers": row["n_workers"],
             "workers": sorted(by_launch.get(row["launch_id"], []), key=lambda w: (w["host"], w["pid"])),
         }

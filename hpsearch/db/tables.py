@@ -179,3 +179,8 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def db_now(conn: Any) -> dt.datetime:
+    """The database's clock, naive: heartbeats carry it, so machines compare with one clock."""
+    return conn.execute(sa.select(sa.func.now(type_=sa.DateTime))).scalar().replace(tzinfo=None)

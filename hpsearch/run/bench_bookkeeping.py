@@ -36,11 +36,10 @@ from ..config.space import suggest_config, trial_seed
 from ..config.spec import StudyFile, parse_study_file
 from ..db import bulk
 from ..db.storage import initialize, open_storage
-from ..db.urls import mask_url
 from ..outcomes import TrialOutcome
 from ..search.samplers import make_pruner, make_sampler
 from ..search.study import delete_study
-from .launch_heartbeat import beating
+from .heartbeat import beating
 from .launcher import LaunchOptions, prepare
 from .worker import Worker, WorkerOptions
 
@@ -207,7 +206,3 @@ def _line(row: BookkeepingRow) -> str:
     phases = "  ".join(f"{row.phases.get(p, 0.0):10.3f}" for p in PHASES)
     statements = f"  ({row.statements} statements)" if row.statements is not None else ""
     return f"  {row.database:10} {row.sampler:7} {row.k:5d}  {row.who:13} {row.ms_per_trial:8.3f}  {phases}{statements}"
-
-
-def describe(storages: list[str | None]) -> list[str]:
-    return ["sqlite (temporary file)" if s is None else mask_url(s) for s in storages]

@@ -4,17 +4,19 @@ Optuna records heartbeats only inside `study.optimize()`; hpsearch's workers use
 (a cohort runs many trials at once), so they beat for every running trial themselves, from a
 thread, and other workers fail a trial whose beats stop (`search/recovery.py`). One beat is
 one statement for all the trials a worker runs, however many; a trial's first beat is written
-when it is claimed (`db/claims.py`).
+when it is claimed (`db/claims.py`). A launcher beats its launch's row the same way
+(`beating`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from ..db import bulk
+from ..db import bulk, launches
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +64,18 @@ class Heartbeat:
                     self._also()
                 except Exception as e:  # as for a beat: try again next interval
                     log.warning("heartbeat check failed: %s", e)
+
+
+@contextlib.contextmanager
+def beating(db: Any, launch_id: int, interval: float) -> Iterator[None]:
+    """While inside, beat a launch's row in `hpsearch_launches` every `interval` seconds.
+
+    When the beats stop for longer than the study's grace period (the launcher was killed),
+    the launch is `lost`: `hpsearch launches` says so, the workers that no parent-death
+    signal reached (Dask tasks, other machines, other systems than Linux) stop at their next
+    heartbeat, and the next launch of the study closes the row (`db/launches.py`)."""
+    heart = Heartbeat(db, interval, also=lambda: launches.beat(db, launch_id))
+    try:
+        yield
+    finally:
+        heart.close()

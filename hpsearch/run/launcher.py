@@ -46,7 +46,7 @@ from ..search.warm_start import bundle_params, enqueue
 from ..training.contract import check_trainable
 from ..training.device import resolve_device, versions
 from .engine import check_optimizers
-from .launch_heartbeat import beating
+from .heartbeat import beating
 from .logs import LogFile, log_folder
 from .processes import plan_slots, run_processes
 from .progress import watching

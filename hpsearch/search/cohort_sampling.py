@@ -16,27 +16,26 @@ K asks in a row would have drawn (`tests/search/test_cohort_sampling.py` compare
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Container, TypeVar
+from typing import Any, Callable, TypeVar
 
 import optuna
 from optuna.distributions import BaseDistribution, check_distribution_compatibility, distribution_to_json
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from ..db import bulk
 from ..db.claims import Claimed
 from ..db.storage import rdb
+from .snapshot import SnapshotStorage
 
 T = TypeVar("T")
 
 
-class CohortStorage:
+class CohortStorage(SnapshotStorage):
     """A study's storage seen through one snapshot, plus the cohort being sampled; the
     cohort's writes are kept for one bulk write. Anything else passes through."""
 
     def __init__(self, storage: Any, study_id: int, claimed: list[int]):
-        self._storage = storage
-        self._trials = list(storage.get_all_trials(study_id, deepcopy=False))
-        self._index = {t._trial_id: i for i, t in enumerate(self._trials)}
+        super().__init__(storage, study_id)
         self._known: dict[str, BaseDistribution] = {}
         for t in self._trials:
             self._known.update(t.distributions)
@@ -44,7 +43,6 @@ class CohortStorage:
             self._trials[self._index[trial_id]] = copy.deepcopy(self._trials[self._index[trial_id]])
         self._hidden = set(claimed)  # not asked for yet, so not there yet for the sampler
         self.params: list[tuple[int, str, float, str]] = []
-        self.system_attrs: dict[tuple[int, str], Any] = {}
         self.user_attrs: dict[tuple[int, str], Any] = {}
         self._study_attrs: dict[str, Any] | None = None
         self.study_attrs: dict[str, Any] = {}  # a sampler's own state (QMC's next sample)
@@ -52,18 +50,8 @@ class CohortStorage:
     def reveal(self, trial_id: int) -> None:
         self._hidden.discard(trial_id)
 
-    # -- reads: the snapshot ------------------------------------------------------------------
-
-    def get_all_trials(
-        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
-    ) -> list[FrozenTrial]:
-        trials = [t for t in self._trials if t._trial_id not in self._hidden and (states is None or t.state in states)]
-        return copy.deepcopy(trials) if deepcopy else trials
-
-    def get_trial(self, trial_id: int) -> FrozenTrial:
-        if trial_id in self._index:
-            return self._trials[self._index[trial_id]]
-        return self._storage.get_trial(trial_id)
+    def _visible(self, trial: FrozenTrial) -> bool:
+        return trial._trial_id not in self._hidden
 
     def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
         return self.get_trial(trial_id).system_attrs
@@ -87,6 +75,7 @@ class CohortStorage:
         self.params.append((trial_id, param_name, param_value_internal, distribution_to_json(distribution)))
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        # In place: the `optuna.Trial` being sampled holds this very object.
         self._own(trial_id).system_attrs[key] = value
         self.system_attrs[(trial_id, key)] = value
 
@@ -108,9 +97,6 @@ class CohortStorage:
         if trial_id not in self._index or trial_id in self._hidden:
             raise RuntimeError(f"trial {trial_id} is not being sampled in this cohort")
         return self._trials[self._index[trial_id]]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)
 
 
 def sample_cohort(study: optuna.Study, claimed: list[Claimed], suggest: Callable[[optuna.Trial], T]) -> list[tuple[optuna.Trial, T]]:

@@ -65,7 +65,7 @@ def fail_stale(study: optuna.Study, grace_seconds: float, requeue: Requeue) -> l
     trials, beats = tables.optuna_trials, tables.optuna_heartbeats
     with engine.connect() as conn:
         # Heartbeats carry the database's clock, start times the workers' (as in Optuna).
-        db_now = conn.execute(sa.select(sa.func.now(type_=sa.DateTime))).scalar().replace(tzinfo=None)
+        db_now = tables.db_now(conn)
         rows = conn.execute(
             sa.select(trials.c.trial_id, trials.c.datetime_start, beats.c.heartbeat)
             .select_from(trials.outerjoin(beats, beats.c.trial_id == trials.c.trial_id))

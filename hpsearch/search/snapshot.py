@@ -30,12 +30,15 @@ class SnapshotStorage:
         self._storage = storage
         self._trials = list(storage.get_all_trials(study_id, deepcopy=False))
         self._index = {t._trial_id: i for i, t in enumerate(self._trials)}
-        self.system_attrs: list[tuple[int, str, Any]] = []  # written, to store in one go
+        self.system_attrs: dict[tuple[int, str], Any] = {}  # written, to store in one go
+
+    def _visible(self, trial: FrozenTrial) -> bool:
+        return True
 
     def get_all_trials(
         self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
-        trials = [t for t in self._trials if states is None or t.state in states]
+        trials = [t for t in self._trials if self._visible(t) and (states is None or t.state in states)]
         return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
@@ -44,7 +47,7 @@ class SnapshotStorage:
         return self._storage.get_trial(trial_id)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self.system_attrs.append((trial_id, key, value))
+        self.system_attrs[(trial_id, key)] = value
         if trial_id in self._index:
             # Copy on write: the snapshot shares unchanged trials with Optuna's cache.
             i = self._index[trial_id]
@@ -69,5 +72,5 @@ def prune_together(study: optuna.Study, trial_ids: list[int]) -> list[bool]:
         return [False] * len(trial_ids)
     view, storage = snapshot_view(study)
     verdicts = [study.pruner.prune(view, storage.get_trial(trial_id)) for trial_id in trial_ids]
-    bulk.set_system_attrs(rdb(study).engine, storage.system_attrs)
+    bulk.set_system_attrs(rdb(study).engine, [(t, k, v) for (t, k), v in storage.system_attrs.items()])
     return verdicts
